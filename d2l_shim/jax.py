@@ -1,0 +1,246 @@
+"""JAX flavour of the d2l helpers (flax linen + optax): ``from d2l_shim import jax as d2l``.
+
+Models are flax modules, so parameters live outside them, in the trainer's ``state``
+(a flax ``TrainState``): after ``trainer.fit(model, data)`` use ``trainer.state.params``.
+"""
+
+import logging
+from dataclasses import field
+from functools import partial
+from typing import Any
+
+import jax
+import numpy as np
+import optax
+from flax import linen as nn
+from flax.training import train_state
+from jax import numpy as jnp
+
+from d2l_shim import training
+from d2l_shim.hparams import HyperParameters, add_to_class  # noqa: F401 (re-exported for the book)
+from d2l_shim.plotting import plot, set_axes, set_figsize, show_images, use_svg_display  # noqa: F401
+from d2l_shim.progress import ProgressBoard
+
+# JAX warns on stderr when it looks for a GPU backend that is not installed; on a CPU-only
+# machine that is expected, and the warning would otherwise land in every notebook.
+logging.getLogger("jax._src.xla_bridge").setLevel(logging.ERROR)
+
+# Tensor aliases the chapter uses (d2l names).
+float32 = jnp.float32
+arange = jnp.arange
+zeros = jnp.zeros
+ones = jnp.ones
+matmul = jnp.matmul
+exp = jnp.exp
+log = jnp.log
+sigmoid = jax.nn.sigmoid
+tanh = jnp.tanh
+relu = jax.nn.relu
+reshape = jnp.reshape
+
+
+def get_key(seed=0):
+    """A fresh PRNG key (JAX has no global random state)."""
+    return jax.random.PRNGKey(seed)
+
+
+def cpu():
+    return jax.devices("cpu")[0]
+
+
+def _gpus():
+    try:
+        return jax.devices("gpu")
+    except RuntimeError:  # no GPU backend in this jaxlib
+        return []
+
+
+def gpu(i=0):
+    return _gpus()[i]
+
+
+def num_gpus():
+    return len(_gpus())
+
+
+def try_gpu(i=0):
+    """GPU ``i`` if it exists, else the CPU."""
+    return gpu(i) if num_gpus() >= i + 1 else cpu()
+
+
+def try_all_gpus():
+    return _gpus() or [cpu()]
+
+
+class Module(nn.Module, HyperParameters):
+    """Base class of models: a flax module that knows how to train and plot itself.
+
+    Hyperparameters are dataclass fields (flax modules are dataclasses), so there is no
+    ``save_hyperparameters`` call in JAX models.
+    """
+
+    plot_train_per_epoch: int = field(default=2, init=False)
+    plot_valid_per_epoch: int = field(default=1, init=False)
+    # A new board per model instance, not one shared by every instance.
+    board: ProgressBoard = field(default_factory=ProgressBoard, init=False)
+
+    def loss(self, y_hat, y):
+        raise NotImplementedError
+
+    def forward(self, X, *args, **kwargs):
+        assert hasattr(self, "net"), "define self.net or override forward"
+        return self.net(X, *args, **kwargs)
+
+    def __call__(self, X, *args, **kwargs):
+        return self.forward(X, *args, **kwargs)
+
+    def plot(self, key, value, train):
+        training.plot_point(self, key, value, train)
+
+    def training_step(self, params, batch, state):
+        loss, grads = jax.value_and_grad(self.loss)(params, batch[:-1], batch[-1], state)
+        self.plot("loss", loss, train=True)
+        return loss, grads
+
+    def validation_step(self, params, batch, state):
+        loss = self.loss(params, batch[:-1], batch[-1], state)
+        self.plot("loss", loss, train=False)
+
+    def apply_init(self, dummy_input, key):
+        return self.init(key, *dummy_input)
+
+    def configure_optimizers(self):
+        return optax.sgd(self.lr)
+
+
+class Classifier(Module):
+    """Base class of classifiers. ``loss`` returns ``(mean loss, auxiliary state)``, as d2l's does."""
+
+    def training_step(self, params, batch, state):
+        (loss, aux), grads = jax.value_and_grad(self.loss, has_aux=True)(params, batch[:-1], batch[-1], state)
+        self.plot("loss", loss, train=True)
+        return (loss, aux), grads
+
+    def validation_step(self, params, batch, state):
+        loss, _ = self.loss(params, batch[:-1], batch[-1], state)
+        self.plot("loss", loss, train=False)
+        self.plot("acc", self.accuracy(params, batch[:-1], batch[-1], state), train=False)
+
+    @partial(jax.jit, static_argnums=(0, 5))
+    def accuracy(self, params, X, Y, state, averaged=True):
+        Y_hat = state.apply_fn({"params": params}, *X)
+        Y_hat = Y_hat.reshape((-1, Y_hat.shape[-1]))
+        correct = (Y_hat.argmax(axis=1).astype(Y.dtype) == Y.reshape(-1)).astype(jnp.float32)
+        return correct.mean() if averaged else correct
+
+    @partial(jax.jit, static_argnums=(0, 5))
+    def loss(self, params, X, Y, state, averaged=True):
+        Y_hat = state.apply_fn({"params": params}, *X)
+        losses = optax.softmax_cross_entropy_with_integer_labels(
+            Y_hat.reshape((-1, Y_hat.shape[-1])), Y.reshape((-1,)))
+        return (losses.mean() if averaged else losses), {}
+
+    def layer_summary(self, X_shape, key=None):
+        X = jnp.zeros(X_shape)
+        params = self.init(key if key is not None else get_key(), X)
+        bound = self.clone().bind(params)
+        for layer in bound.net.layers:
+            X = layer(X)
+            print(layer.__class__.__name__, "output shape:\t", X.shape)
+
+
+class SGD(HyperParameters):
+    """Minibatch stochastic gradient descent written out by hand, as an optax transformation."""
+
+    def __init__(self, lr):
+        self.save_hyperparameters()
+
+    def init(self, params):
+        return optax.EmptyState()
+
+    def update(self, updates, state, params=None):
+        return jax.tree_util.tree_map(lambda g: -self.lr * g, updates), state
+
+    def __call__(self):
+        return optax.GradientTransformation(self.init, self.update)
+
+
+class DataModule(training.DataModule):
+    def get_tensorloader(self, tensors, train, indices=slice(0, None)):
+        tensors = tuple(t[indices] for t in tensors)
+        return training.IndexBatchLoader(tensors, self.batch_size, train, take=_take,
+                                         rng=getattr(self, "rng", None))
+
+
+@jax.jit
+def _take(tensor, indices):
+    return jnp.take(tensor, indices, axis=0)
+
+
+class FashionMNIST(training.FashionMNIST, DataModule):
+    channels_last = True
+    label_dtype = np.int32
+
+    def to_tensor(self, array):
+        return jnp.asarray(array)
+
+
+class TrainState(train_state.TrainState):
+    batch_stats: Any = None
+    dropout_rng: Any = None
+
+
+class Trainer(training.Trainer):
+    """Keeps parameters and optimizer state in ``self.state``; each step is one jitted call."""
+
+    def fit(self, model, data, key=None):
+        self.key = key if key is not None else get_key()
+        super().fit(model, data)
+
+    def prepare_training(self):
+        params_key, dropout_key = jax.random.split(self.key)
+        dummy_input = next(iter(self.train_dataloader))[:-1]
+        variables = self.model.apply_init(dummy_input, key={"params": params_key, "dropout": dropout_key})
+        optimizer = self.optim() if isinstance(self.optim, SGD) else self.optim
+        self.state = TrainState.create(apply_fn=self.model.apply, params=variables["params"],
+                                       batch_stats=variables.get("batch_stats", {}),
+                                       dropout_rng=dropout_key, tx=optimizer)
+        self.fused_step = self._fused_train_step()
+
+    def _fused_train_step(self):
+        """Loss, gradient and update in one jitted call, unless the model customises training_step."""
+        model = self.model
+        if type(model).training_step is not Classifier.training_step:
+            return None
+
+        @jax.jit
+        def step(state, batch):
+            (loss, _), grads = jax.value_and_grad(model.loss, has_aux=True)(
+                state.params, batch[:-1], batch[-1], state)
+            if self.gradient_clip_val > 0:
+                grads = self.clip_gradients(self.gradient_clip_val, grads)
+            return state.apply_gradients(grads=grads), loss
+        return step
+
+    def fit_epoch(self):
+        for batch in self.train_dataloader:
+            batch = self.prepare_batch(batch)
+            if self.fused_step is not None:
+                self.state, loss = self.fused_step(self.state, batch)
+                self.model.plot("loss", loss, train=True)  # outside jit: plotting is a side effect
+            else:
+                _, grads = self.model.training_step(self.state.params, batch, self.state)
+                if self.gradient_clip_val > 0:
+                    grads = self.clip_gradients(self.gradient_clip_val, grads)
+                self.state = self.state.apply_gradients(grads=grads)
+            self.train_batch_idx += 1
+        if self.val_dataloader is None:
+            return
+        for batch in self.val_dataloader:
+            self.model.validation_step(self.state.params, self.prepare_batch(batch), self.state)
+            self.val_batch_idx += 1
+
+    def clip_gradients(self, grad_clip_val, grads):
+        norm = jnp.sqrt(sum(jnp.sum(g ** 2) for g in jax.tree_util.tree_leaves(grads)))
+        scale = jnp.minimum(1.0, grad_clip_val / norm)
+        return jax.tree_util.tree_map(lambda g: g * scale, grads)

@@ -1,0 +1,143 @@
+"""Plotting helpers with d2l's names and meaning, for every framework at once.
+
+matplotlib is imported on first use, so importing a framework module stays cheap.
+Any array-like goes in: numpy arrays, lists, and framework tensors (torch tensors that
+require grad, MXNet NDArrays, TensorFlow tensors, JAX arrays).
+"""
+
+import os
+import sys
+
+import numpy as np
+
+DEFAULT_FIGSIZE = (3.5, 2.5)
+DEFAULT_FMTS = ("-", "m--", "g-.", "r:")
+_figures_saved = 0
+
+
+def to_numpy(x):
+    """A numpy array holding ``x``, whatever framework made it."""
+    if isinstance(x, np.ndarray):
+        return x
+    if hasattr(x, "asnumpy"):  # MXNet
+        return x.asnumpy()
+    if hasattr(x, "detach"):  # torch: leave the autograd graph and the device first
+        x = x.detach().cpu()
+    if hasattr(x, "numpy"):  # TensorFlow eager tensors, torch
+        return x.numpy()
+    return np.asarray(x)  # JAX arrays, lists, scalars
+
+
+def _pyplot():
+    import matplotlib
+
+    if "ipykernel" not in sys.modules and not os.environ.get("MPLBACKEND") and not os.environ.get("DISPLAY"):
+        matplotlib.use("Agg")  # headless script: draw off-screen, _show_outside_notebook saves the file
+    import matplotlib.pyplot as plt
+
+    # Stable ids inside SVGs, so re-running a notebook does not rewrite every plot.
+    plt.rcParams["svg.hashsalt"] = "d2l"
+    return plt
+
+
+def _in_notebook():
+    return "ipykernel" in sys.modules
+
+
+def use_svg_display():
+    """Show inline figures as SVG (sharp at any zoom) in Jupyter."""
+    if not _in_notebook():
+        return
+    from matplotlib_inline import backend_inline
+
+    backend_inline.set_matplotlib_formats("svg")
+
+
+def set_figsize(figsize=DEFAULT_FIGSIZE):
+    """Set the default figure size for figures made after this call."""
+    use_svg_display()
+    _pyplot().rcParams["figure.figsize"] = figsize
+
+
+def set_axes(axes, xlabel, ylabel, xlim, ylim, xscale, yscale, legend):
+    """Label, scale and bound one matplotlib Axes, then draw its grid."""
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel(ylabel)
+    axes.set_xscale(xscale)
+    axes.set_yscale(yscale)
+    axes.set_xlim(xlim)
+    axes.set_ylim(ylim)
+    if legend:
+        axes.legend(legend)
+    axes.grid()
+
+
+def _is_single_series(X):
+    if hasattr(X, "ndim"):
+        return X.ndim == 1
+    return isinstance(X, (list, tuple)) and not hasattr(X[0], "__len__") and not hasattr(X[0], "ndim")
+
+
+def plot(X, Y=None, xlabel=None, ylabel=None, legend=None, xlim=None, ylim=None, xscale="linear",
+         yscale="linear", fmts=DEFAULT_FMTS, figsize=DEFAULT_FIGSIZE, axes=None):
+    """Plot one or several series (``Y`` against ``X``, or ``X`` against its index)."""
+    if _is_single_series(X):
+        X = [X]
+    if Y is None:
+        X, Y = [None] * len(X), X
+    elif _is_single_series(Y):
+        Y = [Y]
+    if len(X) != len(Y):
+        X = list(X) * len(Y)
+    set_figsize(figsize)
+    plt = _pyplot()
+    if axes is None:
+        axes = plt.gca()
+    axes.cla()
+    for x, y, fmt in zip(X, Y, fmts):
+        if x is None:
+            axes.plot(to_numpy(y), fmt)
+        else:
+            axes.plot(to_numpy(x), to_numpy(y), fmt)
+    set_axes(axes, xlabel, ylabel, xlim, ylim, xscale, yscale, legend)
+    _show_outside_notebook(axes.figure)
+
+
+def show_images(imgs, num_rows, num_cols, titles=None, scale=1.5):
+    """Show a grid of images (any array-likes of shape (H, W) or (H, W, 1)) with optional titles."""
+    plt = _pyplot()
+    figsize = (num_cols * scale, num_rows * scale)
+    fig, axes = plt.subplots(num_rows, num_cols, figsize=figsize, squeeze=False)
+    axes = axes.flatten()
+    for i, (ax, img) in enumerate(zip(axes, imgs)):
+        img = to_numpy(img)
+        ax.imshow(img.squeeze(), cmap="gray" if img.squeeze().ndim == 2 else None)
+        ax.axes.get_xaxis().set_visible(False)
+        ax.axes.get_yaxis().set_visible(False)
+        if titles is not None and i < len(titles):
+            ax.set_title(titles[i], fontsize="small")
+    for ax in axes[len(imgs):]:
+        ax.set_visible(False)
+    _show_outside_notebook(fig)
+    return axes
+
+
+def _show_outside_notebook(fig):
+    """In a plain script, show the figure or save it to a file: never drop it silently."""
+    global _figures_saved
+    if _in_notebook():
+        return  # Jupyter's inline backend shows it when the cell ends
+    plt = _pyplot()
+    import matplotlib
+
+    if matplotlib.get_backend().lower() not in ("agg", "svg", "pdf", "ps", "cairo", "template"):
+        plt.show(block=False)
+        plt.pause(0.001)
+        return
+    folder = os.environ.get("D2L_FIGURE_DIR", "figures")
+    os.makedirs(folder, exist_ok=True)
+    _figures_saved += 1
+    path = os.path.join(folder, f"figure-{_figures_saved}.svg")
+    fig.savefig(path)
+    print(f"[d2l] figure saved to {path} (no display; set D2L_FIGURE_DIR to choose the folder)",
+          file=sys.stderr)

@@ -1,0 +1,117 @@
+"""``ProgressBoard``: d2l's live training plot, drawn at a bounded rate.
+
+d2l's board adds a line object per point and redraws after every averaged point, which
+costs more than the training step on a laptop. This one keeps plain lists, redraws a
+cleared figure at most every ``redraw_interval`` seconds (live mode only) and always ends
+with one static figure of the whole run.
+
+Modes: *live* in a Jupyter kernel (one figure updated in place); *static* when
+``D2L_PROGRESS=static`` (set by our notebook runners and nbval) or outside Jupyter, where
+only the final figure is emitted. Values may be framework scalars: they are converted to
+floats only when a group of ``every_n`` points is averaged, so the training loop does not
+wait on the device after every batch.
+"""
+
+import os
+import sys
+import time
+
+from d2l_shim.hparams import HyperParameters
+from d2l_shim.plotting import _show_outside_notebook, to_numpy
+
+REDRAW_INTERVAL = 1.0  # seconds between live redraws
+
+
+def _as_float(value):
+    return float(to_numpy(value))
+
+
+def live_mode():
+    """Whether boards animate: inside Jupyter and not asked to be static."""
+    return "ipykernel" in sys.modules and os.environ.get("D2L_PROGRESS", "live") != "static"
+
+
+class ProgressBoard(HyperParameters):
+    """Plot data points as they arrive: ``draw(x, y, label, every_n)`` averages every n points."""
+
+    def __init__(self, xlabel=None, ylabel=None, xlim=None, ylim=None, xscale="linear", yscale="linear",
+                 ls=("-", "--", "-.", ":"), colors=("C0", "C1", "C2", "C3"), fig=None, axes=None,
+                 figsize=(3.5, 2.5), display=True):
+        self.save_hyperparameters()
+        self.lines = {}  # label -> ([x, ...], [y, ...]) of averaged points
+        self._pending = {}  # label -> [(x, raw y), ...] not yet averaged
+        self._epoch_values = {}  # label -> raw values since the last epoch_summary()
+        self._last_render = 0.0
+        self._handle = None
+        self.redraws = 0
+
+    def draw(self, x, y, label, every_n=1):
+        self._epoch_values.setdefault(label, []).append(y)
+        pending = self._pending.setdefault(label, [])
+        pending.append((x, y))
+        if len(pending) < max(int(every_n), 1):
+            return
+        xs, ys = self.lines.setdefault(label, ([], []))
+        xs.append(sum(p[0] for p in pending) / len(pending))
+        ys.append(sum(_as_float(v) for _, v in pending) / len(pending))
+        pending.clear()
+        if self.display and live_mode() and time.monotonic() - self._last_render >= REDRAW_INTERVAL:
+            self._render()
+
+    def epoch_summary(self):
+        """Mean of each label's values drawn since the previous call, then start afresh."""
+        summary = {label: sum(_as_float(v) for v in values) / len(values)
+                   for label, values in self._epoch_values.items() if values}
+        self._epoch_values = {}
+        return summary
+
+    def finish(self):
+        """Draw the final figure of the whole run (live: in place; static: once)."""
+        if self.display and self.lines:
+            self._render(final=True)
+
+    def _figure(self):
+        if self.fig is None:
+            from matplotlib.figure import Figure
+
+            # A Figure outside pyplot: Jupyter does not auto-show it at the end of the cell.
+            self.fig = Figure(figsize=self.figsize)
+            self.axes = self.fig.add_subplot()
+        return self.fig, self.axes
+
+    def _render(self, final=False):
+        fig, axes = self._figure()
+        axes.cla()
+        for (label, (xs, ys)), ls, color in zip(self.lines.items(), _cycle(self.ls), _cycle(self.colors)):
+            axes.plot(xs, ys, linestyle=ls, color=color, label=label)
+        axes.set_xlabel(self.xlabel)
+        axes.set_ylabel(self.ylabel)
+        axes.set_xscale(self.xscale)
+        axes.set_yscale(self.yscale)
+        if self.xlim:
+            axes.set_xlim(self.xlim)
+        if self.ylim:
+            axes.set_ylim(self.ylim)
+        axes.grid(True)
+        axes.legend()
+        fig.tight_layout()
+        self._last_render = time.monotonic()
+        self.redraws += 1
+        if "ipykernel" not in sys.modules:
+            if final:
+                _show_outside_notebook(fig)
+            return
+        from IPython.display import display
+
+        if live_mode():
+            if self._handle is None:
+                self._handle = display(fig, display_id=True)
+            else:
+                self._handle.update(fig)
+        elif final:
+            display(fig)
+
+
+def _cycle(items):
+    while True:
+        yield from items

@@ -1,0 +1,100 @@
+"""The ``%%tab`` cell marker: one notebook, four frameworks.
+
+Load it with ``%load_ext d2l_shim.tab``. A code cell whose first line is
+
+    %%tab pytorch            (or mxnet, tensorflow, jax; a comma list; or ``all``)
+
+runs only when that framework is the active one, and is skipped silently otherwise.
+The active framework comes from ``select('jax')`` or, failing that, from the
+``D2L_FRAMEWORK`` variable that each d2l Jupyter kernel sets.
+
+The marker is handled by an input transformer rather than by running the body from
+inside a cell magic: the body then executes as an ordinary cell, so its last
+expression is displayed and an exception fails the cell the way it would without
+the marker (a nested ``run_cell`` reports errors but lets the outer cell succeed).
+"""
+
+import os
+
+from d2l_shim import FRAMEWORKS
+
+MARKER = "%%tab"
+_selected = None
+
+
+class TabError(RuntimeError):
+    """A %%tab line or the framework selection is wrong; the message says how to fix it."""
+
+
+def _check(name):
+    if name not in FRAMEWORKS:
+        raise TabError(
+            f"unknown framework {name!r}: use one of {', '.join(FRAMEWORKS)} (or 'all' in a %%tab line)"
+        )
+    return name
+
+
+def select(framework):
+    """Make ``framework`` the active one for this process (overrides D2L_FRAMEWORK)."""
+    global _selected
+    _selected = _check(framework.strip().lower())
+
+
+def active():
+    """The active framework; raises TabError saying how to pick one if there is none."""
+    if _selected is not None:
+        return _selected
+    from_env = os.environ.get("D2L_FRAMEWORK", "").strip().lower()
+    if not from_env:
+        raise TabError(
+            "no framework selected: pick a d2l kernel in Jupyter (Kernel > Change Kernel > "
+            "'Python 3 (d2l · PyTorch)', '... MXNet', '... TensorFlow' or '... JAX'), "
+            "or call d2l_shim.tab.select('pytorch') first"
+        )
+    try:
+        return _check(from_env)
+    except TabError as err:
+        raise TabError(f"D2L_FRAMEWORK={from_env!r} is not a framework: {err}") from None
+
+
+def parse_tab_line(line):
+    """Frameworks named by a ``%%tab ...`` line: a tuple, FRAMEWORKS for ``all``."""
+    spec = line.strip()[len(MARKER):].replace(",", " ").split()
+    if not spec:
+        raise TabError(f"'{line.strip()}' names no framework: write e.g. '%%tab pytorch' or '%%tab all'")
+    if "all" in spec:
+        if len(spec) > 1:
+            raise TabError(f"'{line.strip()}': 'all' cannot be combined with other names")
+        return FRAMEWORKS
+    return tuple(_check(name.lower()) for name in spec)
+
+
+def selected(*frameworks):
+    """True when the active framework is one of ``frameworks`` (for branches in shared cells)."""
+    names = [_check(f) for f in frameworks]
+    return active() in names
+
+
+def _transform(lines):
+    """IPython cleanup transformer: strip the marker line or drop the whole cell."""
+    if not lines or not lines[0].startswith(MARKER):
+        return lines
+    if lines[0][len(MARKER):][:1] not in ("", " ", "\t", "\n"):
+        return lines  # some other magic whose name starts with 'tab'
+    try:
+        run = active() in parse_tab_line(lines[0])
+    except TabError as err:
+        # Raised from the cell itself, so the reader sees a short error, not IPython internals.
+        return [f"raise __import__('d2l_shim.tab').tab.TabError({str(err)!r})\n"]
+    # A blank first line keeps traceback line numbers equal to the notebook's.
+    return ["\n"] + lines[1:] if run else []
+
+
+def load_ipython_extension(ipython):
+    if _transform not in ipython.input_transformers_cleanup:
+        ipython.input_transformers_cleanup.append(_transform)
+
+
+def unload_ipython_extension(ipython):
+    if _transform in ipython.input_transformers_cleanup:
+        ipython.input_transformers_cleanup.remove(_transform)

@@ -1,0 +1,168 @@
+"""TensorFlow flavour of the d2l helpers: ``from d2l_shim import tensorflow as d2l``."""
+
+import numpy as np
+import tensorflow as tf
+
+from d2l_shim import training
+from d2l_shim.hparams import HyperParameters, add_to_class  # noqa: F401 (re-exported for the book)
+from d2l_shim.plotting import plot, set_axes, set_figsize, show_images, use_svg_display  # noqa: F401
+from d2l_shim.progress import ProgressBoard
+
+# Tensor aliases the chapter uses (d2l names).
+float32 = tf.float32
+arange = tf.range
+zeros = tf.zeros
+ones = tf.ones
+normal = tf.random.normal
+matmul = tf.matmul
+exp = tf.exp
+log = tf.math.log
+sigmoid = tf.sigmoid
+tanh = tf.tanh
+relu = tf.nn.relu
+reshape = tf.reshape
+
+
+def cpu():
+    return tf.device("/CPU:0")
+
+
+def gpu(i=0):
+    return tf.device(f"/GPU:{i}")
+
+
+def num_gpus():
+    return len(tf.config.experimental.list_physical_devices("GPU"))
+
+
+def try_gpu(i=0):
+    """GPU ``i`` if it exists, else the CPU (as a device context: ``with d2l.try_gpu(): ...``)."""
+    return gpu(i) if num_gpus() >= i + 1 else cpu()
+
+
+def try_all_gpus():
+    return [gpu(i) for i in range(num_gpus())] or [cpu()]
+
+
+class Module(tf.keras.Model, HyperParameters):
+    """Base class of models: a Keras ``Model`` that knows how to train and plot itself."""
+
+    def __init__(self, plot_train_per_epoch=2, plot_valid_per_epoch=1):
+        super().__init__()
+        # Keras 3 sets an instance attribute `loss = None` (for compile()), which would hide
+        # the loss method that d2l models define.
+        vars(self).pop("loss", None)
+        self.save_hyperparameters()
+        self.board = ProgressBoard()
+
+    def loss(self, y_hat, y):
+        raise NotImplementedError
+
+    def forward(self, X):
+        assert hasattr(self, "net"), "define self.net or override forward"
+        return self.net(X)
+
+    def call(self, X, *args, **kwargs):
+        return self.forward(X, *args)  # Keras may pass training=...; our models do not use it
+
+    @property
+    def trainable_variables(self):
+        """Keras-tracked weights plus raw ``tf.Variable`` attributes (models built from scratch).
+
+        Keras 3 does not track a ``tf.Variable`` assigned to a model attribute.
+        """
+        raw = [value for _, value in sorted(vars(self).items())
+               if isinstance(value, tf.Variable) and value.trainable]
+        return list(super().trainable_variables) + raw
+
+    def plot(self, key, value, train):
+        training.plot_point(self, key, value, train)
+
+    def training_step(self, batch):
+        loss = self.loss(self(*batch[:-1]), batch[-1])
+        self.plot("loss", loss, train=True)
+        return loss
+
+    def validation_step(self, batch):
+        loss = self.loss(self(*batch[:-1]), batch[-1])
+        self.plot("loss", loss, train=False)
+
+    def configure_optimizers(self):
+        return tf.keras.optimizers.SGD(self.lr)
+
+
+_cross_entropy = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="none")
+
+
+class Classifier(Module):
+    """Base class of classifiers: cross-entropy loss, accuracy, validation accuracy plotting."""
+
+    def validation_step(self, batch):
+        Y_hat = self(*batch[:-1])
+        self.plot("loss", self.loss(Y_hat, batch[-1]), train=False)
+        self.plot("acc", self.accuracy(Y_hat, batch[-1]), train=False)
+
+    def accuracy(self, Y_hat, Y, averaged=True):
+        Y_hat = tf.reshape(Y_hat, (-1, Y_hat.shape[-1]))
+        preds = tf.cast(tf.argmax(Y_hat, axis=1), Y.dtype)
+        correct = tf.cast(preds == tf.reshape(Y, -1), tf.float32)
+        return tf.reduce_mean(correct) if averaged else correct
+
+    def loss(self, Y_hat, Y, averaged=True):
+        losses = _cross_entropy(tf.reshape(Y, (-1,)), tf.reshape(Y_hat, (-1, Y_hat.shape[-1])))
+        return tf.reduce_mean(losses) if averaged else losses
+
+    def layer_summary(self, X_shape):
+        X = tf.random.normal(X_shape)
+        for layer in self.net.layers:
+            X = layer(X)
+            print(layer.__class__.__name__, "output shape:\t", X.shape)
+
+
+class SGD(HyperParameters):
+    """Minibatch stochastic gradient descent, written out by hand (Keras-style ``apply_gradients``)."""
+
+    def __init__(self, lr):
+        self.save_hyperparameters()
+
+    def apply_gradients(self, grads_and_vars):
+        for grad, param in grads_and_vars:
+            param.assign_sub(self.lr * grad)
+
+
+class DataModule(training.DataModule):
+    def get_tensorloader(self, tensors, train, indices=slice(0, None)):
+        tensors = tuple(t[indices] for t in tensors)
+        return training.IndexBatchLoader(tensors, self.batch_size, train, take=tf.gather,
+                                         rng=getattr(self, "rng", None))
+
+
+class FashionMNIST(training.FashionMNIST, DataModule):
+    channels_last = True
+    label_dtype = np.int32
+
+    def to_tensor(self, array):
+        return tf.constant(array)
+
+
+class Trainer(training.Trainer):
+    """Eager training loop with ``tf.GradientTape``, as the book teaches it."""
+
+    def fit_epoch(self):
+        for batch in self.train_dataloader:
+            with tf.GradientTape() as tape:
+                loss = self.model.training_step(self.prepare_batch(batch))
+            grads = tape.gradient(loss, self.model.trainable_variables)
+            if self.gradient_clip_val > 0:
+                grads = self.clip_gradients(self.gradient_clip_val, grads)
+            self.optim.apply_gradients(zip(grads, self.model.trainable_variables))
+            self.train_batch_idx += 1
+        if self.val_dataloader is None:
+            return
+        for batch in self.val_dataloader:
+            self.model.validation_step(self.prepare_batch(batch))
+            self.val_batch_idx += 1
+
+    def clip_gradients(self, grad_clip_val, grads):
+        clipped, _ = tf.clip_by_global_norm(grads, grad_clip_val)
+        return clipped

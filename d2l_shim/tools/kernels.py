@@ -1,0 +1,84 @@
+"""Register the four d2l Jupyter kernels inside the project's environment.
+
+    python -m d2l_shim.tools.kernels install [--prefix .venv] [--mxnet-python .venv-mxnet/bin/python]
+
+Each kernel runs ipykernel in the environment that holds its framework and sets
+``D2L_FRAMEWORK`` so that ``%%tab`` cells for that framework run and the others are
+skipped. The specs go under ``<prefix>/share/jupyter/kernels`` (the environment's own data
+dir, which Jupyter started from that environment searches), never the user's home.
+"""
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+DISPLAY_NAMES = {
+    "pytorch": "PyTorch",
+    "mxnet": "MXNet",
+    "tensorflow": "TensorFlow",
+    "jax": "JAX",
+}
+
+# Start-up chatter that would otherwise land in notebook outputs as stderr text.
+QUIET_ENV = {
+    "TF_CPP_MIN_LOG_LEVEL": "3",  # TensorFlow's C++ info/warning lines (oneDNN, CPU features)
+    "TF_ENABLE_ONEDNN_OPTS": "1",  # explicit, so TF does not print the notice about the default
+    "PYTHONWARNINGS": "ignore::DeprecationWarning",  # old MXNet code trips numpy/ipykernel deprecations
+}
+
+
+def kernel_name(framework):
+    return f"d2l-{framework}"
+
+
+def display_name(framework):
+    return f"Python 3 (d2l · {DISPLAY_NAMES[framework]})"
+
+
+def kernel_spec(framework, python):
+    return {
+        "argv": [str(python), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": display_name(framework),
+        "language": "python",
+        "env": {"D2L_FRAMEWORK": framework, **QUIET_ENV},
+        "metadata": {"debugger": True},
+    }
+
+
+def write_json_atomic(path, data):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=1, ensure_ascii=False)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def install(prefix, pythons):
+    kernels_dir = Path(prefix) / "share" / "jupyter" / "kernels"
+    for framework, python in pythons.items():
+        if not Path(python).exists():
+            sys.exit(f"error: no Python at {python} for the {framework} kernel; run `make setup` first")
+        target = kernels_dir / kernel_name(framework) / "kernel.json"
+        write_json_atomic(target, kernel_spec(framework, Path(python).absolute()))
+        print(f"installed kernel {kernel_name(framework)!r} -> {target}")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    inst = sub.add_parser("install", help="write the four kernelspecs")
+    inst.add_argument("--prefix", default=sys.prefix, help="environment that Jupyter runs from (default: this one)")
+    inst.add_argument("--python", default=sys.executable, help="interpreter for pytorch/tensorflow/jax kernels")
+    inst.add_argument("--mxnet-python", default=".venv-mxnet/bin/python", help="interpreter for the mxnet kernel")
+    args = parser.parse_args(argv)
+    pythons = {fw: args.python for fw in DISPLAY_NAMES}
+    pythons["mxnet"] = args.mxnet_python
+    install(args.prefix, pythons)
+
+
+if __name__ == "__main__":
+    main()
