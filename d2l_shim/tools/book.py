@@ -1,0 +1,531 @@
+"""Build the HTML book from the executed tabbed notebooks (``make book``).
+
+    python -m d2l_shim.tools.book build [--src chapter_mlp] [--out build/html]
+        [--split-dir build/notebooks] [--work build/book-src]
+
+Neither myst-nb nor Jupyter Book can put notebook cells inside tabs, so each notebook is
+converted to a MyST page here: a run of framework cells (``%%tab pytorch`` ...) becomes one
+sphinx-design ``tab-set`` synced on the ``framework`` group, with one tab per framework
+holding its code and stored outputs. Markdown and shared cells pass through. The pages, a
+copy of ``book/`` (Sphinx configuration, theme templates, static files), the chapter's
+``index.md`` and the notebook downloads go to ``--work``; then ``sphinx-build -W`` writes
+``--out``. Files whose content did not change are not rewritten, so Sphinx rebuilds only
+what changed.
+
+A notebook with an error output or outputs older than its cell source is not published:
+the build stops and names the notebook and cell.
+"""
+
+import argparse
+import base64
+import hashlib
+import html.parser
+import os
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+
+from d2l_shim import FRAMEWORKS
+from d2l_shim.tab import MARKER, TabError, parse_tab_line
+
+REPO = Path(__file__).resolve().parents[2]
+BOOK_DIR = REPO / "book"  # Sphinx project: conf.py, index.md, _static/, _templates/
+
+FRAMEWORK_LABELS = {"pytorch": "PyTorch", "mxnet": "MXNet", "tensorflow": "TensorFlow", "jax": "JAX"}
+SYNC_GROUP = "framework"
+# Reading order of the chapter; notebooks not listed follow alphabetically.
+NOTEBOOK_ORDER = ("mlp", "mlp-scratch", "mlp-concise")
+
+# Notebook set-up lines that mean nothing to a reader of the book; dropped everywhere.
+SETUP_LINE = re.compile(r"^\s*%(load_ext|matplotlib)\b.*$")
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+IPYNB_LINK = re.compile(r"\]\((?:\./)?([\w.-]+)\.ipynb(#[^)\s]*)?\)")
+TOCTREE = re.compile(r"^(```+|:::+)\s*\{toctree\}", re.MULTILINE)
+
+IMAGE_TYPES = {"image/svg+xml": "svg", "image/png": "png", "image/jpeg": "jpg"}
+# text/html is published only when it uses nothing but these (tables, simple markup):
+# no scripts, styles, links or anything else that could load from another host.
+SAFE_HTML_TAGS = {
+    "table", "thead", "tbody", "tfoot", "tr", "th", "td", "caption", "colgroup", "col",
+    "div", "span", "p", "br", "b", "i", "em", "strong", "code", "pre", "small", "sub", "sup",
+    "ul", "ol", "li",
+}
+SAFE_HTML_ATTRS = {"class", "colspan", "rowspan", "align", "valign", "border", "title"}
+
+
+class BookError(Exception):
+    """The book cannot be built; the message says what is wrong and what to do."""
+
+
+@dataclass
+class Page:
+    """A generated MyST page and the files it refers to (paths relative to its folder)."""
+
+    text: str
+    files: dict = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------- MyST building blocks
+
+
+def _fence(char, body, minimum=3):
+    """A fence of ``char`` longer than any run of it at a line start in ``body``."""
+    runs = [len(m.group(1)) for m in re.finditer(rf"^[ \t]*({re.escape(char)}+)", body, re.MULTILINE)]
+    return char * max([minimum] + [run + 1 for run in runs])
+
+
+def code_block(text, language, css_class=None):
+    text = text.rstrip("\n")
+    fence = _fence("`", text)
+    if css_class is None:
+        return f"{fence}{language}\n{text}\n{fence}"
+    return f"{fence}{{code-block}} {language}\n:class: {css_class}\n\n{text}\n{fence}"
+
+
+def directive(name, argument="", options=(), body=""):
+    """A colon-fenced directive; its fence outgrows any nested one in ``body``."""
+    fence = _fence(":", body)
+    lines = [f"{fence}{{{name}}} {argument}".rstrip()]
+    lines += [f":{key}: {value}".rstrip() for key, value in options]
+    return "\n".join(lines) + "\n\n" + body.rstrip("\n") + f"\n{fence}"
+
+
+# ---------------------------------------------------------------- outputs
+
+
+def _text(value):
+    return "".join(value) if isinstance(value, list) else value
+
+
+def _clean_stream(text):
+    """Terminal text as the reader saw it last: no colour codes, progress overwritten by \\r."""
+    text = ANSI_ESCAPE.sub("", text)
+    lines = []
+    for line in text.split("\n"):
+        parts = [part for part in line.split("\r") if part]
+        lines.append(parts[-1] if parts else "")
+    return "\n".join(lines)
+
+
+class _SafeHtmlCheck(html.parser.HTMLParser):
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.safe = True
+
+    def handle_starttag(self, tag, attrs):
+        if tag not in SAFE_HTML_TAGS or any(name not in SAFE_HTML_ATTRS for name, _ in attrs):
+            self.safe = False
+
+    handle_startendtag = handle_starttag
+
+    def handle_endtag(self, tag):
+        if tag not in SAFE_HTML_TAGS:
+            self.safe = False
+
+    def handle_comment(self, data):
+        self.safe = False
+
+    def handle_decl(self, decl):
+        self.safe = False
+
+    def handle_pi(self, data):
+        self.safe = False
+
+
+def is_simple_html(markup):
+    """True when ``markup`` uses only plain tags and attributes (see SAFE_HTML_TAGS)."""
+    checker = _SafeHtmlCheck()
+    checker.feed(markup)
+    checker.close()
+    return checker.safe
+
+
+class Converter:
+    """Turns one tabbed notebook into a :class:`Page`."""
+
+    def __init__(self, nb, name, where, known_pages=(), downloads=None):
+        self.nb = nb
+        self.name = name  # page name, e.g. "mlp"
+        self.where = where  # notebook path for messages
+        self.known_pages = set(known_pages)
+        self.downloads = downloads  # [(label, path relative to the page)] or None
+        self.files = {}
+
+    # -- messages
+
+    def _cell_place(self, index, cell):
+        first = cell.source.strip().splitlines()[0] if cell.source.strip() else "(empty)"
+        return f"{self.where}, cell {index + 1} ({cell.cell_type}, starting {first[:60]!r})"
+
+    # -- files
+
+    def _add_file(self, data, extension):
+        path = f"{self.name}_files/{hashlib.sha256(data).hexdigest()[:16]}.{extension}"
+        self.files[path] = data
+        return path
+
+    # -- cells
+
+    def _frameworks(self, index, cell):
+        """Frameworks of a code cell: None for a shared cell (no marker or ``%%tab all``)."""
+        first = cell.source.split("\n", 1)[0]
+        if not first.startswith(MARKER) or first[len(MARKER):][:1] not in ("", " ", "\t"):
+            return None
+        try:
+            frameworks = parse_tab_line(first)
+        except TabError as err:
+            raise BookError(f"{self._cell_place(index, cell)}: {err}") from None
+        return None if set(frameworks) == set(FRAMEWORKS) else frameworks
+
+    def _check_code_cell(self, index, cell):
+        for out in cell.get("outputs", []):
+            if out.output_type == "error":
+                raise BookError(
+                    f"{self._cell_place(index, cell)} has an error output "
+                    f"({out.get('ename', '?')}: {out.get('evalue', '')}). A notebook with errors "
+                    "is not published: fix the cell and re-run `make notebooks`."
+                )
+        recorded = cell.metadata.get("d2l", {}).get("source_sha256")
+        if recorded and recorded != hashlib.sha256(cell.source.encode("utf-8")).hexdigest():
+            raise BookError(
+                f"{self._cell_place(index, cell)} has outputs from an older version of its "
+                "source (metadata.d2l.source_sha256 does not match): re-run `make notebooks`."
+            )
+
+    @staticmethod
+    def _display_source(cell, frameworks):
+        lines = cell.source.split("\n")
+        if frameworks is not None or lines[0].startswith(MARKER):
+            lines = lines[1:]  # the %%tab line: the tab says it
+        lines = [line for line in lines if not SETUP_LINE.match(line)]
+        return "\n".join(lines).strip("\n")
+
+    def _render_output(self, index, cell, out):
+        if out.output_type == "stream":
+            css = "d2l-output d2l-output-stderr" if out.get("name") == "stderr" else "d2l-output"
+            text = _clean_stream(_text(out.text)).strip("\n")
+            return code_block(text, "none", css) if text else None
+        data = out.get("data", {})
+        for mime, extension in IMAGE_TYPES.items():
+            if mime in data:
+                raw = _text(data[mime])
+                blob = raw.encode("utf-8") if mime == "image/svg+xml" else base64.b64decode(raw)
+                options = [("alt", "Figure made by the code above"), ("class", "d2l-output-image")]
+                width = out.get("metadata", {}).get(mime, {}).get("width")
+                if width:
+                    options.append(("width", f"{width}px"))
+                opts = "".join(f":{k}: {v}\n" for k, v in options)
+                return f"```{{image}} {self._add_file(blob, extension)}\n{opts}```"
+        if "text/html" in data and is_simple_html(_text(data["text/html"])):
+            body = _text(data["text/html"]).strip("\n")
+            fence = _fence("`", body)
+            return f'{fence}{{raw}} html\n<div class="d2l-output-html">\n{body}\n</div>\n{fence}'
+        if "text/plain" in data:
+            text = _clean_stream(_text(data["text/plain"])).strip("\n")
+            return code_block(text, "none", "d2l-output") if text else None
+        raise BookError(
+            f"{self._cell_place(index, cell)} has an output the book cannot show "
+            f"(types: {', '.join(sorted(data)) or 'none'}); add a text/plain or image form of it."
+        )
+
+    def _render_code(self, index, cell, frameworks):
+        tags = set(cell.metadata.get("tags", []))
+        blocks = []
+        source = self._display_source(cell, frameworks)
+        if source and "remove-input" not in tags:
+            code = code_block(source, "ipython3")
+            if "hide-input" in tags:
+                code = directive("dropdown", "Show code", body=code)
+            blocks.append(code)
+        if "remove-output" not in tags:
+            outputs = [self._render_output(index, cell, out) for out in cell.get("outputs", [])]
+            outputs = "\n\n".join(block for block in outputs if block)
+            if outputs and "hide-output" in tags:
+                outputs = directive("dropdown", "Show output", body=outputs)
+            if outputs:
+                blocks.append(outputs)
+        return "\n\n".join(blocks)
+
+    def _render_tab_group(self, group):
+        items = []
+        for framework in FRAMEWORKS:
+            bodies = [self._render_code(i, cell, fws) for i, cell, fws in group if framework in fws]
+            body = "\n\n".join(b for b in bodies if b) or (
+                f'<p class="d2l-no-code">No {FRAMEWORK_LABELS[framework]} code in this step.</p>'
+            )
+            items.append(directive("tab-item", FRAMEWORK_LABELS[framework], [("sync", framework)], body))
+        return directive("tab-set", options=[("sync-group", SYNC_GROUP)], body="\n\n".join(items))
+
+    def _render_markdown(self, cell):
+        text = cell.source
+        for name, bundle in cell.get("attachments", {}).items():
+            mime = next((m for m in IMAGE_TYPES if m in bundle), None)
+            if mime:
+                raw = _text(bundle[mime])
+                blob = raw.encode("utf-8") if mime == "image/svg+xml" else base64.b64decode(raw)
+                text = text.replace(f"attachment:{name}", self._add_file(blob, IMAGE_TYPES[mime]))
+        return rewrite_notebook_links(text, self.known_pages)
+
+    def _download_line(self):
+        links = " · ".join(f"{{download}}`{label} <{path}>`" for label, path in self.downloads)
+        return directive("container", "d2l-downloads", body=f"Download this notebook: {links}")
+
+    def convert(self):
+        # Keep the cells a reader sees, each as (index, cell, frameworks or None).
+        cells = []
+        for index, cell in enumerate(self.nb.cells):
+            if "remove-cell" in cell.metadata.get("tags", []) or cell.cell_type == "raw":
+                continue
+            if cell.cell_type == "code":
+                self._check_code_cell(index, cell)
+                frameworks = self._frameworks(index, cell)
+                if not self._display_source(cell, frameworks) and not cell.get("outputs"):
+                    continue  # set-up only (%load_ext, %matplotlib): nothing to show
+                cells.append((index, cell, frameworks))
+            else:
+                cells.append((index, cell, None))
+
+        blocks, group = [], []
+        for index, cell, frameworks in cells + [(None, None, None)]:
+            if frameworks is not None:
+                group.append((index, cell, frameworks))
+                continue
+            if group:  # a run of framework cells ends here
+                blocks.append(self._render_tab_group(group))
+                group = []
+            if cell is None:
+                break
+            if cell.cell_type == "markdown":
+                blocks.append(self._render_markdown(cell))
+            else:
+                blocks.append(self._render_code(index, cell, None))
+        blocks = [block.strip("\n") for block in blocks if block.strip()]
+        if self.downloads:
+            blocks = _insert_after_title(blocks, self._download_line())
+        return Page("\n\n".join(blocks) + "\n", self.files)
+
+
+def _insert_after_title(blocks, extra):
+    """Put ``extra`` right under the page's first ``# `` heading (or on top if none)."""
+    for number, block in enumerate(blocks):
+        lines = block.split("\n")
+        in_code = False
+        for line_no, line in enumerate(lines):
+            if line.startswith(("```", "~~~")):
+                in_code = not in_code
+            elif not in_code and line.startswith("# "):
+                head = "\n".join(lines[: line_no + 1])
+                tail = "\n".join(lines[line_no + 1 :]).strip("\n")
+                return blocks[:number] + [head, extra] + ([tail] if tail else []) + blocks[number + 1 :]
+    return [extra] + blocks
+
+
+def rewrite_notebook_links(text, known_pages):
+    """``[x](mlp-scratch.ipynb#part)`` -> ``[x](mlp-scratch.md#part)`` for pages of this book."""
+
+    def swap(match):
+        name, anchor = match.group(1), match.group(2) or ""
+        return f"]({name}.md{anchor})" if name in known_pages else match.group(0)
+
+    return IPYNB_LINK.sub(swap, text)
+
+
+def convert_notebook(nb, name, where=None, known_pages=(), downloads=None):
+    """Convert a tabbed notebook (an nbformat v4 node) to a :class:`Page` named ``name``."""
+    return Converter(nb, name, where or f"{name}.ipynb", known_pages, downloads).convert()
+
+
+# ---------------------------------------------------------------- the source tree
+
+
+def notebook_order(names):
+    known = [name for name in NOTEBOOK_ORDER if name in names]
+    return known + sorted(set(names) - set(known))
+
+
+def chapter_index(text, pages):
+    """The chapter's index.md, with a toctree of ``pages`` appended when it has none."""
+    text = rewrite_notebook_links(text, pages)
+    if TOCTREE.search(text):
+        return text
+    entries = "\n".join(pages)
+    return text.rstrip("\n") + f"\n\n```{{toctree}}\n:maxdepth: 1\n\n{entries}\n```\n"
+
+
+def split_notebook_path(split_dir, framework, chapter, name):
+    return Path(split_dir) / framework / chapter / f"{name}.ipynb"
+
+
+def source_tree(src, split_dir):
+    """Every file of the generated Sphinx source tree: {relative path: bytes}."""
+    src = Path(src)
+    chapter = src.name
+    notebooks = {path.stem: path for path in src.glob("*.ipynb")}
+    if not notebooks:
+        raise BookError(f"no notebooks (*.ipynb) in {src}: pass the chapter folder with --src")
+    index = src / "index.md"
+    if not index.is_file():
+        raise BookError(f"{index} is missing: the chapter needs a landing page (index.md) for the book")
+    pages = notebook_order(list(notebooks))
+
+    missing = [
+        str(split_notebook_path(split_dir, fw, chapter, name))
+        for name in pages
+        for fw in FRAMEWORKS
+        if not split_notebook_path(split_dir, fw, chapter, name).is_file()
+    ]
+    if missing:
+        raise BookError(
+            "the per-framework notebooks offered for download are missing:\n  "
+            + "\n  ".join(missing)
+            + f"\nrun `python -m d2l_shim.tools.notebooks split` (or `make split`) first, "
+            f"or point --split-dir at them"
+        )
+
+    tree = {
+        path.relative_to(BOOK_DIR).as_posix(): path.read_bytes()
+        for path in sorted(BOOK_DIR.rglob("*"))
+        if path.is_file() and "__pycache__" not in path.parts
+    }
+    tree[f"{chapter}/index.md"] = chapter_index(index.read_text(encoding="utf-8"), pages).encode("utf-8")
+    for name in pages:
+        path = notebooks[name]
+        downloads_dir = "_notebooks"
+        downloads = [(FRAMEWORK_LABELS[fw], f"{downloads_dir}/{name}-{fw}.ipynb") for fw in FRAMEWORKS]
+        downloads.append(("all four frameworks, tabbed", f"{downloads_dir}/{name}.ipynb"))
+        try:
+            nb = nbformat.read(path, as_version=4)
+        except Exception as err:  # nbformat raises several kinds for broken JSON
+            raise BookError(f"{path} is not a readable notebook ({err}); fix or re-create it") from None
+        page = convert_notebook(nb, name, where=str(path), known_pages=pages, downloads=downloads)
+        tree[f"{chapter}/{name}.md"] = page.text.encode("utf-8")
+        for rel, data in page.files.items():
+            tree[f"{chapter}/{rel}"] = data
+        tree[f"{chapter}/{downloads_dir}/{name}.ipynb"] = path.read_bytes()
+        for fw in FRAMEWORKS:
+            split = split_notebook_path(split_dir, fw, chapter, name)
+            tree[f"{chapter}/{downloads_dir}/{name}-{fw}.ipynb"] = split.read_bytes()
+    return tree
+
+
+def write_tree(root, tree):
+    """Make ``root`` hold exactly ``tree``; returns how many files were (re)written.
+
+    Unchanged files keep their modification time, which is what lets Sphinx skip them.
+    """
+    root = Path(root)
+    written = 0
+    for rel, data in tree.items():
+        path = root / rel
+        if path.is_file() and path.read_bytes() == data:
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+        written += 1
+    wanted = {root / rel for rel in tree}
+    for path in sorted(root.rglob("*"), reverse=True):  # files before their folders
+        if path.is_file() and path not in wanted:
+            path.unlink()
+        elif path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
+    return written
+
+
+# ---------------------------------------------------------------- offline check
+
+_ASSET_ATTR = re.compile(
+    r"<(script|link|img|iframe|source|video|audio|embed)\b[^>]*?\s(?:src|href)\s*=\s*[\"']"
+    r"((?:https?:)?//[^\"']+)",
+    re.IGNORECASE,
+)
+_CSS_URL = re.compile(r"(?:url\(\s*[\"']?|@import\s+[\"'])((?:https?:)?//[^\"')\s]+)", re.IGNORECASE)
+
+
+def external_assets(html_dir):
+    """Resources the built book would load from other hosts: [(file, url)].
+
+    Looks at what a browser fetches by itself (scripts, styles, images, frames, fonts from
+    CSS); plain links a reader may click are fine.
+    """
+    found = []
+    html_dir = Path(html_dir)
+    for path in sorted(html_dir.rglob("*.html")):
+        for match in _ASSET_ATTR.finditer(path.read_text(encoding="utf-8", errors="replace")):
+            tag = match.group(0)
+            if match.group(1).lower() == "link" and not re.search(
+                r"rel\s*=\s*[\"'][^\"']*(stylesheet|icon|preload|prefetch|manifest)", tag, re.I
+            ):
+                continue
+            found.append((path.relative_to(html_dir).as_posix(), match.group(2)))
+    for path in sorted(html_dir.rglob("*.css")):
+        for match in _CSS_URL.finditer(path.read_text(encoding="utf-8", errors="replace")):
+            found.append((path.relative_to(html_dir).as_posix(), match.group(1)))
+    return found
+
+
+# ---------------------------------------------------------------- build
+
+
+def build(src, out, split_dir, work, quiet=True):
+    """Generate the MyST tree in ``work`` and run ``sphinx-build -W`` into ``out``."""
+    started = time.monotonic()
+    work, out = Path(work), Path(out)
+    tree = source_tree(src, split_dir)
+    written = write_tree(work, tree)
+    doctrees = work.with_name(work.name + "-doctrees")
+    command = [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-b", "html",
+               "-d", str(doctrees), str(work), str(out)]
+    if quiet:
+        command.insert(3, "-q")
+    env = dict(os.environ)
+    # conf.py imports d2l_shim; make that work without an installed package too.
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    result = subprocess.run(command, env=env)
+    if result.returncode != 0:
+        raise BookError(
+            f"sphinx-build failed (exit {result.returncode}); its warnings above say where "
+            f"(generated pages are in {work}, edit the notebooks or {BOOK_DIR} instead)"
+        )
+    leaks = external_assets(out)
+    if leaks:
+        listed = "\n  ".join(f"{page}: {url}" for page, url in leaks[:20])
+        raise BookError(
+            f"the book would load resources from other hosts:\n  {listed}\n"
+            "serve them from book/_static instead"
+        )
+    print(f"book: {out} built in {time.monotonic() - started:.1f} s "
+          f"({written} of {len(tree)} source files changed)")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m d2l_shim.tools.book", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("build", help="convert the notebooks and build the HTML book")
+    run.add_argument("--src", default=REPO / "chapter_mlp", type=Path,
+                     help="chapter folder with the tabbed notebooks and index.md (default: chapter_mlp)")
+    run.add_argument("--out", default=REPO / "build" / "html", type=Path,
+                     help="where the HTML goes (default: build/html)")
+    run.add_argument("--split-dir", default=REPO / "build" / "notebooks", type=Path,
+                     help="per-framework notebooks, <dir>/<framework>/<chapter>/<name>.ipynb "
+                          "(default: build/notebooks)")
+    run.add_argument("--work", default=REPO / "build" / "book-src", type=Path,
+                     help="generated Sphinx source tree (default: build/book-src)")
+    run.add_argument("--verbose", action="store_true", help="show sphinx-build's progress")
+    args = parser.parse_args(argv)
+    try:
+        build(args.src, args.out, args.split_dir, args.work, quiet=not args.verbose)
+    except BookError as err:
+        print(f"book: error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

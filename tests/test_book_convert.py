@@ -1,0 +1,314 @@
+"""The notebook -> MyST converter of the HTML book (d2l_shim.tools.book)."""
+
+import hashlib
+import os
+import re
+import shutil
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+
+from d2l_shim import FRAMEWORKS
+from d2l_shim.tools import book
+
+FIXTURE_CHAPTER = Path(__file__).parent / "fixtures" / "book" / "chapter_mlp"
+SVG = '<svg xmlns="http://www.w3.org/2000/svg" width="20pt" height="10pt"><rect width="20" height="10"/></svg>\n'
+
+
+def code(source, outputs=(), tags=(), sha=None):
+    cell = new_code_cell(source, outputs=list(outputs))
+    if tags:
+        cell.metadata["tags"] = list(tags)
+    if sha is not None:
+        cell.metadata["d2l"] = {"source_sha256": sha}
+    return cell
+
+
+def stream(text, name="stdout"):
+    return new_output("stream", name=name, text=text)
+
+
+def notebook(*cells):
+    return new_notebook(cells=list(cells))
+
+
+def tab_sets(text):
+    """[(options, [(label, sync, body), ...])] of the tab-sets in a generated page."""
+    sets = []
+    for match in re.finditer(r"^(:{4,})\{tab-set\}\n(.*?)^\1$", text, re.MULTILINE | re.DOTALL):
+        items = re.findall(
+            r"^(:{3,})\{tab-item\} ([^\n]+)\n:sync: (\w+)\n(.*?)^\1$", match.group(2), re.MULTILINE | re.DOTALL
+        )
+        sets.append((match.group(2).split("\n", 1)[0], [(label, sync, body) for _, label, sync, body in items]))
+    return sets
+
+
+def framework_group(label="x"):
+    return [code(f"%%tab {fw}\nprint('{label} {fw}')", [stream(f"{label} out {fw}\n")]) for fw in FRAMEWORKS]
+
+
+def test_tab_group_becomes_one_synced_tab_set_with_four_tabs_in_order():
+    nb = notebook(new_markdown_cell("# Title"), *framework_group("first"), new_markdown_cell("text"),
+                  *framework_group("second"))
+    page = book.convert_notebook(nb, "page")
+    sets = tab_sets(page.text)
+    assert len(sets) == 2
+    for options, items in sets:
+        assert options == ":sync-group: framework"
+        assert [(label, sync) for label, sync, _ in items] == [
+            ("PyTorch", "pytorch"), ("MXNet", "mxnet"), ("TensorFlow", "tensorflow"), ("JAX", "jax")]
+    # each tab holds its own framework's code and output, and the %%tab line is gone
+    for (_, items), label in zip(sets, ("first", "second")):
+        for _, sync, body in items:
+            assert f"print('{label} {sync}')" in body
+            assert f"{label} out {sync}" in body
+            assert "%%tab" not in body
+            assert ":class: d2l-output" in body
+            others = [fw for fw in FRAMEWORKS if fw != sync]
+            assert not any(f"{label} out {fw}" in body for fw in others)
+
+
+def test_cell_for_several_frameworks_appears_in_each_of_their_tabs_and_missing_ones_say_so():
+    nb = notebook(code("%%tab pytorch\na = 1"), code("%%tab mxnet, jax\nb = 2", [stream("two\n")]))
+    [(_, items)] = tab_sets(book.convert_notebook(nb, "page").text)
+    bodies = {sync: body for _, sync, body in items}
+    assert "a = 1" in bodies["pytorch"] and "b = 2" not in bodies["pytorch"]
+    for fw in ("mxnet", "jax"):
+        assert "b = 2" in bodies[fw] and "two" in bodies[fw]
+    assert "No TensorFlow code in this step" in bodies["tensorflow"]
+
+
+def test_shared_cells_and_tab_all_pass_through_outside_tabs_and_split_groups():
+    nb = notebook(code("%%tab pytorch\np = 1"), code("%%tab all\nshared = 1", [stream("shared out\n")]),
+                  code("%%tab jax\nj = 1"))
+    page = book.convert_notebook(nb, "page")
+    sets = tab_sets(page.text)
+    assert len(sets) == 2  # the shared cell ends the first group
+    between = page.text.split("shared = 1")[0]
+    assert between.count("{tab-set}") == 1
+    assert "%%tab all" not in page.text
+    assert "shared out" in page.text
+
+
+def test_markdown_and_math_pass_through_and_notebook_links_point_to_pages():
+    text = "Math $\\mathbf{x}^2$ and\n\n$$\\sum_i x_i$$\n\nSee [next](mlp-scratch.ipynb#part) and [ext](other.ipynb)."
+    page = book.convert_notebook(notebook(new_markdown_cell(text)), "mlp", known_pages=["mlp", "mlp-scratch"])
+    assert "Math $\\mathbf{x}^2$ and\n\n$$\\sum_i x_i$$" in page.text
+    assert "[next](mlp-scratch.md#part)" in page.text
+    assert "[ext](other.ipynb)" in page.text  # not a page of this book: left for Sphinx to report
+
+
+def test_setup_cell_is_hidden_from_readers():
+    nb = notebook(code("%load_ext d2l_shim.tab\n%matplotlib inline"), code("%%tab jax\n%matplotlib inline\nx = 1"))
+    page = book.convert_notebook(nb, "page")
+    assert "load_ext" not in page.text and "%matplotlib" not in page.text
+    assert "x = 1" in page.text
+
+
+def test_remove_cell_is_dropped_and_hide_input_output_are_dropdowns():
+    nb = notebook(
+        code("assert checks_pass()", [stream("checked\n")], tags=["remove-cell"]),
+        code("draw()", [stream("drawn\n")], tags=["hide-input"]),
+        code("log()", [stream("long log\n")], tags=["hide-output"]),
+    )
+    text = book.convert_notebook(nb, "page").text
+    assert "checks_pass" not in text and "checked" not in text
+    hidden_code = re.search(r"(:{3,})\{dropdown\} Show code\n(.*?)^\1$", text, re.MULTILINE | re.DOTALL)
+    assert hidden_code and "draw()" in hidden_code.group(2) and "drawn" not in hidden_code.group(2)
+    assert "drawn" in text
+    hidden_out = re.search(r"(:{3,})\{dropdown\} Show output\n(.*?)^\1$", text, re.MULTILINE | re.DOTALL)
+    assert hidden_out and "long log" in hidden_out.group(2) and "log()" not in hidden_out.group(2)
+
+
+def test_svg_and_png_outputs_are_written_as_files_the_page_refers_to():
+    png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
+    nb = notebook(code("%%tab pytorch\nplot()", [
+        new_output("display_data", data={"image/svg+xml": SVG, "text/plain": "<Figure>"}),
+        new_output("display_data", data={"image/png": png, "text/plain": "<Figure>"}),
+    ]))
+    page = book.convert_notebook(nb, "mlp")
+    svgs = [path for path in page.files if path.endswith(".svg")]
+    pngs = [path for path in page.files if path.endswith(".png")]
+    assert len(svgs) == 1 and len(pngs) == 1
+    assert page.files[svgs[0]] == SVG.encode()  # kept as SVG, byte for byte
+    assert page.files[pngs[0]][:8] == b"\x89PNG\r\n\x1a\n"
+    for path in svgs + pngs:
+        assert path.startswith("mlp_files/")
+        assert f"{{image}} {path}" in page.text
+    assert "<Figure>" not in page.text  # the image wins over its text form
+
+
+def test_simple_html_is_kept_raw_and_anything_else_falls_back_to_text():
+    table = "<table border=\"1\" class=\"dataframe\"><tr><th>a</th><td>1</td></tr></table>"
+    scripted = "<div><script>alert(1)</script></div>"
+    nb = notebook(
+        code("table", [new_output("execute_result", data={"text/html": table, "text/plain": "   a\n0  1"})]),
+        code("widget", [new_output("execute_result", data={"text/html": scripted, "text/plain": "Widget()"})]),
+    )
+    text = book.convert_notebook(nb, "page").text
+    assert "{raw} html" in text and table in text
+    assert "alert" not in text and "Widget()" in text
+    assert book.is_simple_html(table)
+    assert not book.is_simple_html(scripted)
+    assert not book.is_simple_html('<img src="https://example.org/x.png">')
+    assert not book.is_simple_html('<span onclick="x()">a</span>')
+
+
+def test_stream_output_is_cleaned_of_colour_codes_and_overwritten_progress():
+    nb = notebook(code("train()", [stream("\x1b[32mok\x1b[0m\nepoch 1\repoch 2\repoch 3\ndone\n")]))
+    text = book.convert_notebook(nb, "page").text
+    assert "\x1b" not in text
+    assert "ok\nepoch 3\ndone" in text and "epoch 1" not in text
+
+
+def test_code_containing_backtick_fences_gets_a_longer_fence():
+    nb = notebook(code('doc = """\n```\nnot the end\n```\n"""'))
+    text = book.convert_notebook(nb, "page").text
+    assert "````ipython3\n" in text and "\n````" in text
+
+
+def test_error_output_fails_naming_notebook_and_cell():
+    bad = code("%%tab jax\n1 / 0", [new_output("error", ename="ZeroDivisionError", evalue="division by zero",
+                                               traceback=[])])
+    nb = notebook(new_markdown_cell("# T"), code("ok = 1"), bad)
+    with pytest.raises(book.BookError) as err:
+        book.convert_notebook(nb, "mlp", where="chapter_mlp/mlp.ipynb")
+    message = str(err.value)
+    assert "chapter_mlp/mlp.ipynb, cell 3" in message
+    assert "ZeroDivisionError" in message and "make notebooks" in message
+
+
+def test_stale_outputs_fail_and_fresh_ones_pass():
+    source = "print(1)"
+    fresh = hashlib.sha256(source.encode()).hexdigest()
+    book.convert_notebook(notebook(code(source, [stream("1\n")], sha=fresh)), "page")
+    stale = hashlib.sha256(b"print(2)").hexdigest()
+    with pytest.raises(book.BookError, match=r"page.ipynb, cell 1 .*older version.*make notebooks"):
+        book.convert_notebook(notebook(code(source, [stream("1\n")], sha=stale)), "page")
+
+
+def test_bad_tab_line_fails_with_the_cell_named():
+    with pytest.raises(book.BookError, match=r"cell 1 .*unknown framework 'caffe'"):
+        book.convert_notebook(notebook(code("%%tab caffe\nx = 1")), "page")
+
+
+def test_download_links_sit_under_the_title():
+    downloads = [("PyTorch", "_notebooks/mlp-pytorch.ipynb"), ("all", "_notebooks/mlp.ipynb")]
+    nb = notebook(new_markdown_cell("# The Title\n\nIntro text."), code("x = 1"))
+    text = book.convert_notebook(nb, "mlp", downloads=downloads).text
+    title, rest = text.split("# The Title\n", 1)
+    assert title == ""
+    assert rest.index("{download}`PyTorch <_notebooks/mlp-pytorch.ipynb>`") < rest.index("Intro text.")
+
+
+def test_chapter_index_gets_a_toctree_in_reading_order_unless_it_has_one():
+    pages = book.notebook_order(["mlp-concise", "extra", "mlp", "mlp-scratch"])
+    assert pages == ["mlp", "mlp-scratch", "mlp-concise", "extra"]
+    text = book.chapter_index("# Chapter\n\nSee [intro](mlp.ipynb).\n", pages)
+    assert text.endswith("```{toctree}\n:maxdepth: 1\n\nmlp\nmlp-scratch\nmlp-concise\nextra\n```\n")
+    assert "[intro](mlp.md)" in text
+    own = "# Chapter\n\n```{toctree}\nmlp-concise\n```\n"
+    assert book.chapter_index(own, pages) == own
+
+
+def make_split(split_dir, chapter_dir, skip=()):
+    for fw in FRAMEWORKS:
+        target = Path(split_dir) / fw / Path(chapter_dir).name
+        target.mkdir(parents=True, exist_ok=True)
+        for path in Path(chapter_dir).glob("*.ipynb"):
+            if (fw, path.stem) not in skip:
+                # stand-ins: the converter only copies split notebooks, it never reads them
+                (target / path.name).write_text(f'{{"stand-in": "{fw}"}}')
+
+
+def test_missing_split_notebooks_fail_with_what_to_run(tmp_path):
+    make_split(tmp_path / "split", FIXTURE_CHAPTER, skip={("jax", "mlp-scratch")})
+    with pytest.raises(book.BookError) as err:
+        book.source_tree(FIXTURE_CHAPTER, tmp_path / "split")
+    message = str(err.value)
+    assert str(tmp_path / "split" / "jax" / "chapter_mlp" / "mlp-scratch.ipynb") in message
+    assert "python -m d2l_shim.tools.notebooks split" in message
+
+
+def test_source_tree_holds_pages_book_config_and_downloads(tmp_path):
+    make_split(tmp_path / "split", FIXTURE_CHAPTER)
+    tree = book.source_tree(FIXTURE_CHAPTER, tmp_path / "split")
+    for rel in ("conf.py", "index.md", "_templates/framework-picker.html", "_static/framework-picker.js",
+                "chapter_mlp/index.md", "chapter_mlp/mlp.md", "chapter_mlp/mlp-scratch.md"):
+        assert rel in tree
+    assert tree["chapter_mlp/_notebooks/mlp.ipynb"] == (FIXTURE_CHAPTER / "mlp.ipynb").read_bytes()
+    assert tree["chapter_mlp/_notebooks/mlp-jax.ipynb"] == b'{"stand-in": "jax"}'
+    assert "{download}`JAX <_notebooks/mlp-jax.ipynb>`" in tree["chapter_mlp/mlp.md"].decode()
+
+
+def test_write_tree_rewrites_only_changes_and_removes_leftovers(tmp_path):
+    assert book.write_tree(tmp_path, {"a.md": b"one", "sub/b.md": b"two", "old/c.md": b"x"}) == 3
+    past = 1_000_000_000
+    os.utime(tmp_path / "a.md", (past, past))
+    assert book.write_tree(tmp_path, {"a.md": b"one", "sub/b.md": b"2"}) == 1
+    assert (tmp_path / "a.md").stat().st_mtime == past  # unchanged: Sphinx will not re-read it
+    assert (tmp_path / "sub/b.md").read_bytes() == b"2"
+    assert not (tmp_path / "old").exists()
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_external_assets_are_found_but_plain_links_are_fine(tmp_path):
+    (tmp_path / "page.html").write_text(
+        '<script src="https://cdn.example.org/mathjax.js"></script>'
+        '<link rel="stylesheet" href="//fonts.example.org/css">'
+        '<link rel="canonical" href="https://example.org/page.html">'
+        '<a href="https://www.sphinx-doc.org/">Sphinx</a><script src="_static/local.js"></script>'
+    )
+    (tmp_path / "style.css").write_text("@font-face { src: url('https://fonts.example.org/a.woff2'); }")
+    found = sorted(url for _, url in book.external_assets(tmp_path))
+    assert found == ["//fonts.example.org/css", "https://cdn.example.org/mathjax.js",
+                     "https://fonts.example.org/a.woff2"]
+
+
+@pytest.fixture(scope="module")
+def fixture_book(tmp_path_factory):
+    root = tmp_path_factory.mktemp("book")
+    make_split(root / "split", FIXTURE_CHAPTER)
+    book.build(FIXTURE_CHAPTER, root / "html", root / "split", root / "src")
+    return root
+
+
+def test_fixture_book_builds_with_tabs_images_downloads_and_no_checks(fixture_book):
+    html_dir = fixture_book / "html"
+    page = (html_dir / "chapter_mlp" / "mlp.html").read_text()
+    labels = re.findall(r'class="sd-tab-label" data-sync-group="framework" data-sync-id="(\w+)"', page)
+    assert labels == list(FRAMEWORKS) * 2
+    images = re.findall(r'<img [^>]*src="\.\./(_images/[^"]+\.svg)"', page)
+    assert len(images) >= 4 and all((html_dir / src).is_file() for src in images)
+    assert "assert len(x) == 2" not in page  # remove-cell
+    assert "%%tab" not in page and "load_ext" not in page
+    downloads = re.findall(r'href="\.\./(_downloads/[^"]+\.ipynb)"', page)
+    names = sorted(Path(d).name for d in downloads)
+    assert names == sorted([f"mlp-{fw}.ipynb" for fw in FRAMEWORKS] + ["mlp.ipynb"])
+    assert all((html_dir / d).is_file() for d in downloads)
+    assert 'class="d2l-picker"' in page
+    assert book.external_assets(html_dir) == []
+    assert (html_dir / "_static" / "mathjax" / "tex-chtml.js").is_file()
+    assert "_static/mathjax/tex-chtml.js" in page
+
+
+def test_rebuild_without_changes_rewrites_no_source(fixture_book, capsys):
+    book.build(FIXTURE_CHAPTER, fixture_book / "html", fixture_book / "split", fixture_book / "src")
+    assert "(0 of " in capsys.readouterr().out
+
+
+def test_cli_reports_an_unpublishable_notebook_and_exits_1(tmp_path, capsys):
+    chapter = tmp_path / "chapter_mlp"
+    shutil.copytree(FIXTURE_CHAPTER, chapter)
+    nb = nbformat.read(chapter / "mlp.ipynb", as_version=4)
+    nb.cells[3].outputs = [new_output("error", ename="ValueError", evalue="boom", traceback=[])]
+    nbformat.write(nb, chapter / "mlp.ipynb")
+    make_split(tmp_path / "split", chapter)
+    code_ = book.main(["build", "--src", str(chapter), "--out", str(tmp_path / "html"),
+                       "--split-dir", str(tmp_path / "split"), "--work", str(tmp_path / "src")])
+    assert code_ == 1
+    err = capsys.readouterr().err
+    assert f"{chapter / 'mlp.ipynb'}, cell 4" in err and "ValueError: boom" in err
+    assert not (tmp_path / "html").exists()
