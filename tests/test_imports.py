@@ -1,0 +1,45 @@
+"""Importing d2l_shim loads no framework, and d2l_shim.<fw> loads no framework but its own."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from d2l_shim import FRAMEWORKS
+
+MODULE = {"pytorch": "torch", "mxnet": "mxnet", "tensorflow": "tensorflow", "jax": "jax"}
+SHIM_MODULE = {"pytorch": "d2l_shim.torch", "mxnet": "d2l_shim.mxnet",
+               "tensorflow": "d2l_shim.tensorflow", "jax": "d2l_shim.jax"}
+FRAMEWORK_PACKAGES = ("torch", "mxnet", "tensorflow", "jax", "flax", "optax", "keras")
+CORE = ["d2l_shim", "d2l_shim.plotting", "d2l_shim.hparams", "d2l_shim.progress", "d2l_shim.training",
+        "d2l_shim.data", "d2l_shim.tab"]
+
+
+def frameworks_here():
+    """The frameworks of this environment: D2L_TEST_FRAMEWORKS (set by `make test`), else guessed."""
+    listed = os.environ.get("D2L_TEST_FRAMEWORKS")
+    if listed:
+        return [fw.strip() for fw in listed.split(",") if fw.strip()]
+    return ["mxnet"] if os.path.basename(sys.prefix) == ".venv-mxnet" else ["pytorch", "tensorflow", "jax"]
+
+
+def loaded_after(statement):
+    code = (f"import sys\n{statement}\n"
+            f"import json; print(json.dumps(sorted(p for p in {FRAMEWORK_PACKAGES!r} if p in sys.modules)))")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, env=env)
+    return set(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def test_core_modules_import_no_framework():
+    assert loaded_after("\n".join(f"import {m}" for m in CORE)) == set()
+
+
+@pytest.mark.parametrize("framework", frameworks_here())
+def test_framework_module_imports_only_what_its_framework_does(framework):
+    baseline = loaded_after(f"import {MODULE[framework]}")
+    if framework == "jax":
+        baseline |= loaded_after("import jax, flax.linen, optax")  # the JAX module is flax + optax
+    assert loaded_after(f"import {SHIM_MODULE[framework]}") == baseline
