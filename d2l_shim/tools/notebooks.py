@@ -1,0 +1,786 @@
+"""Tooling for the tabbed notebooks: split, execute + merge, check, nbval.
+
+A tabbed notebook holds each framework-specific code cell once per framework, marked by a
+first line ``%%tab pytorch`` (or a comma list, or ``%%tab all``), next to shared cells.
+
+    python -m d2l_shim.tools.notebooks split   [--src chapter_mlp] [--out build/notebooks]
+    python -m d2l_shim.tools.notebooks execute [--src chapter_mlp] [--frameworks pytorch,jax]
+                                               [--jobs 2] [--timeout 1200] [NOTEBOOK ...]
+    python -m d2l_shim.tools.notebooks check   [--src chapter_mlp] [NOTEBOOK ...]
+    python -m d2l_shim.tools.notebooks nbval   [--src chapter_mlp] [--out build/notebooks]
+                                               [--frameworks ...] [--jobs 1] [--timeout 1200]
+
+split    one plain notebook per framework: the book's downloads and what nbval runs.
+execute  runs every notebook under each framework's kernel and merges the outputs back into
+         the tabbed notebook (``make notebooks``); shared cells must print the same text
+         under every framework.
+check    the structure rules: tab groups, fresh error-free stored outputs, tags, kernelspec.
+nbval    splits, then runs nbval in strict mode on each framework's notebooks.
+
+Loaded as ``pytest -p d2l_shim.tools.notebooks`` (which ``nbval`` does) the module is also a
+small nbval plugin: nbval ignores PNG/JPEG data entirely, so the plugin fails a cell whose
+stored output holds an image when the re-run drew none.
+"""
+
+import argparse
+import ast
+import asyncio
+import copy
+import hashlib
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import xml.etree.ElementTree as ET
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from d2l_shim import FRAMEWORKS
+from d2l_shim.tab import MARKER, TabError, parse_tab_line
+from d2l_shim.tools.kernels import display_name, kernel_name
+
+REPO = Path(__file__).resolve().parents[2]
+SANITIZE_CFG = REPO / "tests" / "nbval_sanitize.cfg"
+DEFAULT_SRC = "chapter_mlp"
+DEFAULT_OUT = "build/notebooks"
+CELL_TIMEOUT = 1200  # seconds; a full training run on 2 CPU cores takes minutes
+TRAINING_NOTEBOOKS = ("mlp-scratch", "mlp-concise")
+MIN_ACCURACY = 0.80
+IGNORE_OUTPUT_TAG = "nbval-ignore-output"
+REMOVE_CELL_TAG = "remove-cell"
+# matplotlib stamps SVG figures with the current date unless this is set.
+REPRODUCIBLE_ENV = {"SOURCE_DATE_EPOCH": "0"}
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+class NotebookError(Exception):
+    """A problem the user has to fix; the message says where and how."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Cells
+
+
+@dataclass(frozen=True)
+class Tab:
+    """Which kernels run a code cell. ``shared``: no ``%%tab`` line, or ``%%tab all``."""
+
+    frameworks: tuple
+    shared: bool
+
+
+SHARED = Tab(FRAMEWORKS, True)
+
+
+def first_line(source):
+    return source.split("\n", 1)[0]
+
+
+def _is_tab_line(line):
+    # The same test as d2l_shim.tab's input transformer: '%%tab', then blank or nothing.
+    return line.startswith(MARKER) and line[len(MARKER):][:1] in ("", " ", "\t")
+
+
+def cell_tab(cell):
+    """The cell's Tab; raises TabError for a bad ``%%tab`` line."""
+    line = first_line(cell.source)
+    if cell.cell_type != "code" or not _is_tab_line(line):
+        return SHARED
+    named = parse_tab_line(line)
+    if line[len(MARKER):].split() == ["all"]:
+        return SHARED
+    if len(set(named)) < len(named):
+        raise TabError(f"'{line.strip()}' names a framework twice")
+    return Tab(tuple(fw for fw in FRAMEWORKS if fw in named), False)
+
+
+def cell_body(cell):
+    """The source without its ``%%tab`` line."""
+    if not _is_tab_line(first_line(cell.source)):
+        return cell.source
+    return cell.source.split("\n", 1)[1] if "\n" in cell.source else ""
+
+
+def source_sha256(source):
+    return hashlib.sha256(source.encode("utf-8")).hexdigest()
+
+
+def describe(index, cell):
+    line = first_line(cell.source)
+    return f"cell {index} ({line[:60] + '...' if len(line) > 60 else line!r})"
+
+
+def kernelspec(framework):
+    return {"name": kernel_name(framework), "display_name": display_name(framework), "language": "python"}
+
+
+def parse_frameworks(text):
+    names = [name.strip().lower() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in FRAMEWORKS]
+    if unknown or not names:
+        raise NotebookError(f"--frameworks {text!r}: use a comma list of {', '.join(FRAMEWORKS)}")
+    return [fw for fw in FRAMEWORKS if fw in names]
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading and writing
+
+
+def read_notebook(path):
+    try:
+        return nbformat.read(str(path), as_version=4)
+    except (OSError, ValueError) as err:
+        raise NotebookError(f"{path}: cannot read the notebook: {err}") from None
+
+
+def notebook_text(nb):
+    # nbformat's own layout (sorted keys, indent 1), as Jupyter saves it: no diff churn.
+    text = nbformat.writes(nb)
+    return text if text.endswith("\n") else text + "\n"
+
+
+def write_notebook(nb, path):
+    """Write atomically; returns False (file untouched, mtime kept) when the bytes are equal."""
+    path = Path(path)
+    text = notebook_text(nb)
+    if path.exists() and path.read_text(encoding="utf-8") == text:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+            f.write(text)
+        os.chmod(tmp, path.stat().st_mode if path.exists() else 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return True
+
+
+def find_notebooks(src, names=()):
+    """The notebooks named on the command line, or all of ``src``'s."""
+    if names:
+        paths = [Path(name) for name in names]
+        missing = [str(p) for p in paths if not p.is_file()]
+        if missing:
+            raise NotebookError(f"no such notebook: {', '.join(missing)}")
+        return paths
+    paths = sorted(Path(src).glob("*.ipynb"))
+    if not paths:
+        raise NotebookError(f"no notebooks in {src}/: pass --src DIR or notebook paths")
+    return paths
+
+
+# ---------------------------------------------------------------------------------------------
+# Split
+
+
+def split_notebook(nb, framework):
+    """The plain notebook for one framework: its cells and the shared ones, no ``%%tab`` lines."""
+    split = copy.deepcopy(nb)
+    cells = []
+    count = 0
+    for index, cell in enumerate(split.cells):
+        if cell.cell_type == "code":
+            try:
+                if framework not in cell_tab(cell).frameworks:
+                    continue
+            except TabError as err:
+                raise NotebookError(f"{describe(index, cell)}: {err}") from None
+            cell.source = cell_body(cell)
+            # nbval compares outputs only of cells that carry an execution count.
+            count += 1
+            cell.execution_count = count
+            for output in cell.outputs:
+                if output.output_type == "execute_result":
+                    output.execution_count = count
+            d2l = cell.metadata.get("d2l", {})
+            d2l.pop("source_sha256", None)  # it hashed the tabbed source, not this one
+            if "d2l" in cell.metadata and not d2l:
+                del cell.metadata["d2l"]
+        cells.append(cell)
+    split.cells = cells
+    split.metadata["kernelspec"] = kernelspec(framework)
+    return split
+
+
+def split_notebooks(paths, out, frameworks=FRAMEWORKS, prune=False):
+    """Write ``out/<framework>/<folder>/<name>.ipynb`` for each notebook; returns the paths.
+
+    ``prune`` removes split notebooks whose source is gone (when ``paths`` is a whole folder).
+    """
+    written = []
+    for path in paths:
+        try:
+            nb = read_notebook(path)
+            splits = {fw: split_notebook(nb, fw) for fw in frameworks}
+        except NotebookError as err:
+            raise NotebookError(f"{path}: {err}") from None
+        for fw, split in splits.items():
+            target = Path(out) / fw / path.parent.name / path.name
+            write_notebook(split, target)
+            written.append(target)
+    if prune:
+        for folder in {target.parent for target in written}:
+            for stale in set(folder.glob("*.ipynb")) - set(written):
+                stale.unlink()
+    return written
+
+
+# ---------------------------------------------------------------------------------------------
+# Execute and merge
+
+
+def _require_kernels(frameworks):
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    installed = KernelSpecManager().find_kernel_specs()
+    missing = [kernel_name(fw) for fw in frameworks if kernel_name(fw) not in installed]
+    if missing:
+        raise NotebookError(
+            f"Jupyter kernel(s) {', '.join(missing)} not installed: run "
+            "`python -m d2l_shim.tools.kernels install` (part of `make setup`)"
+        )
+
+
+async def _run_under(path, nb, framework, timeout, slots):
+    """Execute a copy of ``nb`` under ``framework``'s kernel; returns the executed copy."""
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+
+    nb = copy.deepcopy(nb)
+    label = f"[{path.name} · {framework}]"
+    own = [i for i, cell in enumerate(nb.cells) if cell.cell_type == "code" and framework in cell_tab(cell).frameworks]
+    clock = {}
+
+    def on_execute(cell, cell_index, **_):
+        clock["cell"], clock["index"] = time.monotonic(), cell_index
+        if cell_index in own:
+            done = own.index(cell_index) + 1
+            elapsed = time.monotonic() - clock["start"]
+            print(f"{label} {elapsed:6.1f} s  cell {cell_index} ({done}/{len(own)}): "
+                  f"{first_line(cell_body(cell))[:60]}", flush=True)
+
+    def on_executed(cell, cell_index, **_):
+        took = time.monotonic() - clock["cell"]
+        if took >= 5:
+            print(f"{label} cell {cell_index} took {took:.1f} s", flush=True)
+
+    client = NotebookClient(
+        nb,
+        kernel_name=kernel_name(framework),
+        timeout=timeout,
+        record_timing=False,  # timestamps in cell metadata would change on every run
+        coalesce_streams=True,  # stream chunking varies between runs; the joined text does not
+        resources={"metadata": {"path": str(path.parent.resolve())}},
+        on_cell_execute=on_execute,
+        on_cell_executed=on_executed,
+    )
+    async with slots:
+        clock["start"] = time.monotonic()
+        print(f"{label} starting kernel {kernel_name(framework)}", flush=True)
+        try:
+            await client.async_execute(env={**os.environ, **REPRODUCIBLE_ENV})
+        except (CellExecutionError, CellTimeoutError, DeadKernelError) as err:
+            index = clock.get("index")
+            where = describe(index, nb.cells[index]) if index is not None else "kernel start"
+            detail = _ANSI.sub("", str(err)).strip()
+            raise NotebookError(f"{path}: {framework}: {where} failed: {type(err).__name__}\n{detail}") from None
+        except Exception as err:  # kernel did not start, lost connection, ...
+            raise NotebookError(f"{path}: {framework}: kernel {kernel_name(framework)}: "
+                                f"{type(err).__name__}: {err}") from None
+        print(f"{label} done in {time.monotonic() - clock['start']:.1f} s", flush=True)
+    return nb
+
+
+def _load_sanitizer():
+    """nbval's own sanitizing, so 'same text' means the same as it does under nbval."""
+    if not SANITIZE_CFG.exists():
+        return lambda text: text
+    from nbval.plugin import get_sanitize_patterns
+
+    patterns = get_sanitize_patterns(SANITIZE_CFG.read_text(encoding="utf-8"))
+
+    def sanitize(text):
+        for regex, replacement in patterns:
+            text = re.sub(regex, replacement, text)
+        return text
+
+    return sanitize
+
+
+def _text_view(outputs, sanitize):
+    """What nbval compares of a cell's outputs, minus images (which legitimately differ)."""
+    view = []
+    for out in outputs:
+        if out.output_type == "stream":
+            view.append((out.name, sanitize(out.text)))
+        elif out.output_type in ("display_data", "execute_result"):
+            texts = sorted((mime, sanitize(value)) for mime, value in out.data.items() if mime.startswith("text/"))
+            view.append((out.output_type, tuple(texts)))
+        elif out.output_type == "error":
+            view.append(("error", out.ename, out.evalue))
+    return view
+
+
+def _show(view):
+    text = " | ".join(str(part[-1]) if len(part) == 2 and isinstance(part[-1], str) else str(part[1:]) for part in view)
+    return repr(text[:300] + ("..." if len(text) > 300 else "")) if view else "(no output)"
+
+
+def merge_runs(nb, runs, name="notebook"):
+    """Merge per-framework executed copies of ``nb`` (``{framework: nb}``) into ``nb``.
+
+    A cell gets the outputs of the first framework that ran it; cells that no framework in
+    ``runs`` runs keep what they had. Raises NotebookError naming every cell whose text
+    output differs between the frameworks that ran it.
+    """
+    sanitize = _load_sanitizer()
+    problems = []
+    order = [fw for fw in FRAMEWORKS if fw in runs]
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        for fw in order:
+            if runs[fw].cells[index].source != cell.source:
+                raise NotebookError(f"{name}: {describe(index, cell)}: the {fw} run saw another source")
+        tab = cell_tab(cell)
+        ran = [fw for fw in order if fw in tab.frameworks]
+        stray = [fw for fw in order if fw not in tab.frameworks and runs[fw].cells[index].outputs]
+        if stray:
+            problems.append(
+                f"{describe(index, cell)}: printed output under {', '.join(stray)} although it is not "
+                "for that framework: is `%load_ext d2l_shim.tab` in the first code cell?"
+            )
+        if not ran:
+            continue
+        if len(ran) > 1 and IGNORE_OUTPUT_TAG not in cell.metadata.get("tags", []):
+            views = {}
+            for fw in ran:
+                views.setdefault(repr(_text_view(runs[fw].cells[index].outputs, sanitize)), []).append(fw)
+            if len(views) > 1:
+                lines = [f"  {', '.join(fws)}: {_show(_text_view(runs[fws[0]].cells[index].outputs, sanitize))}"
+                         for fws in views.values()]
+                problems.append(
+                    f"{describe(index, cell)}: its text output differs between frameworks:\n" + "\n".join(lines)
+                    + "\n  Make it a tab group (one `%%tab <framework>` cell each) or make its output"
+                    " framework-neutral."
+                )
+                continue
+        cell.outputs = copy.deepcopy(runs[ran[0]].cells[index].outputs)
+        for output in cell.outputs:
+            if output.output_type == "execute_result":
+                output.execution_count = None
+        cell.execution_count = None
+        cell.metadata.pop("execution", None)
+        cell.metadata.setdefault("d2l", {})["source_sha256"] = source_sha256(cell.source)
+    if problems:
+        raise NotebookError(f"{name}:\n" + "\n".join(problems))
+    return nb
+
+
+async def _execute_notebook(path, frameworks, timeout, slots):
+    before = path.read_bytes()
+    nb = read_notebook(path)
+    try:
+        for index, cell in enumerate(nb.cells):
+            cell_tab(cell)
+    except TabError as err:
+        raise NotebookError(f"{path}: {describe(index, cell)}: {err}") from None
+    results = await asyncio.gather(
+        *(_run_under(path, nb, fw, timeout, slots) for fw in frameworks), return_exceptions=True
+    )
+    errors = [str(r) for r in results if isinstance(r, BaseException)]
+    if errors:
+        raise NotebookError("\n\n".join(errors))
+    merged = merge_runs(nb, dict(zip(frameworks, results)), name=str(path))
+    if path.read_bytes() != before:
+        raise NotebookError(f"{path} changed on disk while it ran; nothing written: run again")
+    changed = write_notebook(merged, path)
+    print(f"{path}: {'updated' if changed else 'unchanged'}", flush=True)
+
+
+def execute_notebooks(paths, frameworks=FRAMEWORKS, jobs=2, timeout=CELL_TIMEOUT):
+    """Run and merge every notebook; raises NotebookError listing all failed notebooks.
+
+    ``jobs`` kernels run at a time (over notebooks and frameworks). A notebook whose run
+    fails under any framework is left untouched.
+    """
+    _require_kernels(frameworks)
+
+    async def run_all():
+        slots = asyncio.Semaphore(jobs)
+        return await asyncio.gather(
+            *(_execute_notebook(Path(p), frameworks, timeout, slots) for p in paths), return_exceptions=True
+        )
+
+    errors = [r for r in asyncio.run(run_all()) if isinstance(r, BaseException)]
+    for err in errors:
+        if not isinstance(err, NotebookError):
+            raise err
+    if errors:
+        raise NotebookError("\n\n".join(str(err) for err in errors))
+
+
+# ---------------------------------------------------------------------------------------------
+# Structure check
+
+
+def _check_group(group):
+    """Problems of one run of consecutive framework cells: ``[(index, cell, tab), ...]``."""
+    index, cell, _ = group[0]
+    where = f"tab group starting at {describe(index, cell)}"
+    named = [fw for _, _, tab in group for fw in tab.frameworks]
+    problems = []
+    missing = [fw for fw in FRAMEWORKS if fw not in named]
+    twice = [fw for fw in FRAMEWORKS if named.count(fw) > 1]
+    if missing:
+        problems.append(f"{where}: no cell for {', '.join(missing)} (each framework needs exactly one)")
+    if twice:
+        problems.append(f"{where}: more than one cell for {', '.join(twice)} (each framework needs exactly one)")
+    firsts = [FRAMEWORKS.index(tab.frameworks[0]) for _, _, tab in group]
+    if firsts != sorted(set(firsts)):
+        got = ", ".join("/".join(tab.frameworks) for _, _, tab in group)
+        problems.append(f"{where}: cells in the order {got}; write them in the order {', '.join(FRAMEWORKS)}")
+    return problems
+
+
+def asserts_accuracy(source, minimum=MIN_ACCURACY):
+    """True when the code asserts that something named like 'acc...' is >= ``minimum``."""
+    lines = ["" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines()]
+    try:
+        tree = ast.parse("\n".join(lines))
+    except SyntaxError:
+        return False
+
+    def bound(node):
+        return isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) and node.value >= minimum
+
+    def about_accuracy(node):
+        return "acc" in ast.unparse(node).lower()
+
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Assert):
+            continue
+        for compare in (n for n in ast.walk(node.test) if isinstance(n, ast.Compare)):
+            operands = [compare.left, *compare.comparators]
+            for left, op, right in zip(operands, compare.ops, operands[1:]):
+                if isinstance(op, (ast.GtE, ast.Gt)) and bound(right) and about_accuracy(left):
+                    return True
+                if isinstance(op, (ast.LtE, ast.Lt)) and bound(left) and about_accuracy(right):
+                    return True
+    return False
+
+
+def _check_kernelspec(nb):
+    spec = nb.metadata.get("kernelspec") or {}
+    names = {kernel_name(fw): fw for fw in FRAMEWORKS}
+    if spec.get("name") not in names:
+        return [f"notebook metadata: kernelspec name is {spec.get('name')!r}, not one of {', '.join(names)}: "
+                "choose a d2l kernel in Jupyter (Kernel > Change Kernel) and save"]
+    problems = []
+    expected = display_name(names[spec["name"]])
+    if spec.get("display_name") != expected:
+        problems.append(f"notebook metadata: kernelspec display_name is {spec.get('display_name')!r}, "
+                        f"expected {expected!r}")
+    if spec.get("language") != "python":
+        problems.append(f"notebook metadata: kernelspec language is {spec.get('language')!r}, expected 'python'")
+    return problems
+
+
+def _check_cell(index, cell, tab):
+    where = describe(index, cell)
+    problems = []
+    if any(_is_tab_line(line) for line in cell.source.split("\n")[1:]):
+        problems.append(f"{where}: a %%tab line must be the cell's first line")
+    tags = cell.metadata.get("tags", [])
+    d2l = cell.metadata.get("d2l", {})
+    if IGNORE_OUTPUT_TAG in tags and not str(d2l.get("nbval_ignore_reason", "")).strip():
+        problems.append(f"{where}: tagged {IGNORE_OUTPUT_TAG} without metadata.d2l.nbval_ignore_reason "
+                        "(say in a few words what varies between runs)")
+    if cell.cell_type != "code":
+        return problems
+    for out in cell.outputs:
+        if out.output_type == "error":
+            problems.append(f"{where}: stored error output ({out.ename}: {_ANSI.sub('', out.evalue)[:200]})")
+    if cell.execution_count is not None or any(o.get("execution_count") is not None for o in cell.outputs):
+        problems.append(f"{where}: execution counts must be null (run `make notebooks`, which strips them)")
+    stored = d2l.get("source_sha256")
+    if stored is None:
+        problems.append(f"{where}: never run by `make notebooks` (no metadata.d2l.source_sha256): run it")
+        return problems
+    if stored != source_sha256(cell.source):
+        problems.append(f"{where}: stale outputs, the source changed after they were made: run `make notebooks`")
+    if not tab.shared:
+        if not cell.outputs and not d2l.get("no_output"):
+            problems.append(f"{where}: framework cell without stored output; if it rightly prints nothing, "
+                            "set metadata.d2l.no_output: true")
+        if cell.outputs and d2l.get("no_output"):
+            problems.append(f"{where}: has outputs but is marked metadata.d2l.no_output: true; drop the flag")
+    return problems
+
+
+def _check_accuracy_cells(nb):
+    covered = set()
+    for cell in nb.cells:
+        if cell.cell_type == "code" and REMOVE_CELL_TAG in cell.metadata.get("tags", []):
+            try:
+                tab = cell_tab(cell)
+            except TabError:
+                continue
+            if asserts_accuracy(cell_body(cell)):
+                covered.update(tab.frameworks)
+    missing = [fw for fw in FRAMEWORKS if fw not in covered]
+    if not missing:
+        return []
+    return [f"training notebook: no {REMOVE_CELL_TAG}-tagged cell asserting accuracy >= {MIN_ACCURACY:.2f} "
+            f"for {', '.join(missing)}"]
+
+
+def check_notebook(nb, training=False):
+    """Structure problems of a tabbed notebook, as messages naming the cell."""
+    problems = []
+    try:
+        nbformat.validate(nb)
+    except nbformat.ValidationError as err:
+        problems.append(f"notebook does not follow the nbformat schema: {err.message}")
+    problems += _check_kernelspec(nb)
+    code = [(i, c) for i, c in enumerate(nb.cells) if c.cell_type == "code"]
+    if not code:
+        problems.append("notebook has no code cells")
+    else:
+        index, cell = code[0]
+        lines = {line.strip() for line in cell.source.splitlines()}
+        for needed in ("%load_ext d2l_shim.tab", "%matplotlib inline"):
+            if needed not in lines:
+                problems.append(f"first code cell, {describe(index, cell)}: add the line `{needed}`")
+    group, group_ok = [], True
+
+    def close_group():
+        nonlocal group, group_ok
+        if group and group_ok:
+            problems.extend(_check_group(group))
+        group, group_ok = [], True
+
+    for index, cell in enumerate(nb.cells):
+        try:
+            tab = cell_tab(cell)
+        except TabError as err:
+            problems.append(f"{describe(index, cell)}: {err}")
+            tab, group_ok = Tab((), False), False  # reported already; skip its group's checks
+        if cell.cell_type != "code" or tab.shared:
+            close_group()
+        elif tab.frameworks:
+            group.append((index, cell, tab))
+        problems += _check_cell(index, cell, tab)
+    close_group()
+    if training:
+        problems += _check_accuracy_cells(nb)
+    return problems
+
+
+def check(path):
+    """Problems of the tabbed notebook at ``path`` (empty list: fine)."""
+    path = Path(path)
+    try:
+        nb = read_notebook(path)
+    except NotebookError as err:
+        return [str(err)]
+    return check_notebook(nb, training=path.stem in TRAINING_NOTEBOOKS)
+
+
+# ---------------------------------------------------------------------------------------------
+# nbval
+
+
+def nbval_command(framework, junit_xml=None, timeout=CELL_TIMEOUT, xdist=0):
+    """The pytest command line, to run in the split root, for nbval on one framework's notebooks."""
+    command = [
+        sys.executable, "-m", "pytest", framework,
+        # Test ids relative to the split root start with the framework: pytorch/chapter_mlp/...
+        "--rootdir=.",
+        "-p", "d2l_shim.tools.notebooks",  # this module's nbval fixes (see pytest_configure below)
+        "--nbval",  # strict: every cell's output is compared unless tagged nbval-ignore-output
+        f"--nbval-kernel-name={kernel_name(framework)}",
+        f"--nbval-sanitize-with={SANITIZE_CFG}",
+        f"--nbval-cell-timeout={timeout}",
+        "-p", "no:cacheprovider",  # nothing written but the results
+        "-v", "--color=no",
+    ]
+    if junit_xml:
+        command.append(f"--junitxml={junit_xml}")
+    if xdist:
+        # A notebook's cells share one kernel, so they must stay on one worker.
+        command += ["-n", str(xdist), "--dist", "loadfile"]
+    return command
+
+
+def _junit_counts(path):
+    suite = ET.parse(path).getroot()
+    suite = suite if suite.tag == "testsuite" else suite.find("testsuite")
+    tests, failed = int(suite.get("tests", 0)), int(suite.get("failures", 0)) + int(suite.get("errors", 0))
+    skipped = int(suite.get("skipped", 0))
+    return tests - failed - skipped, failed, skipped
+
+
+def _run_nbval(framework, root, timeout, xdist, lock):
+    with tempfile.TemporaryDirectory() as tmp:
+        xml = Path(tmp) / "junit.xml"
+        command = nbval_command(framework, xml, timeout, xdist)
+        start = time.monotonic()
+        process = subprocess.Popen(
+            command, cwd=root, env={**os.environ, **REPRODUCIBLE_ENV},
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        for line in process.stdout:
+            with lock:
+                print(f"[{framework}] {line}", end="", flush=True)
+        rc = process.wait()
+        seconds = time.monotonic() - start
+        if not xml.exists():
+            return framework, (0, 1, 0), rc, seconds
+        return framework, _junit_counts(xml), rc, seconds
+
+
+def run_nbval(out, frameworks=FRAMEWORKS, jobs=1, timeout=CELL_TIMEOUT, xdist=0):
+    """nbval on ``out/<framework>``, ``jobs`` frameworks at a time; returns True when all passed."""
+    _require_kernels(frameworks)
+    root = Path(out).resolve()
+    empty = [str(root / fw) for fw in frameworks if not any((root / fw).rglob("*.ipynb"))]
+    if empty:
+        raise NotebookError(f"no split notebooks in {', '.join(empty)}: run the `split` command first")
+    lock = threading.Lock()
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        results = list(pool.map(lambda fw: _run_nbval(fw, root, timeout, xdist, lock), frameworks))
+    total_passed = total_failed = 0
+    print()
+    for framework, (passed, failed, skipped), rc, seconds in results:
+        note = "" if rc in (0, 1) else f", pytest exit code {rc}"
+        if rc not in (0, 1) and not failed:
+            failed = 1  # pytest itself failed (usage error, crash): count it
+        print(f"nbval {framework}: {passed} passed, {failed} failed, {skipped} skipped in {seconds:.0f} s{note}")
+        total_passed += passed
+        total_failed += failed
+    print(f"nbval: {total_passed} passed, {total_failed} failed")
+    return total_failed == 0
+
+
+def pytest_configure(config):
+    """Let nbval run cells the way Jupyter does, with history.
+
+    nbval executes cells with store_history=False, and IPython then ignores a trailing ';'
+    (it looks for it in the history), so a cell like ``plt.plot(x, y);`` shows a result under
+    nbval that it never shows in Jupyter (nbval issue #194, IPython issue #14162).
+    """
+    from nbval.kernel import RunningKernel
+
+    def execute_cell_input(self, cell_input, allow_stdin=None):
+        return self.kc.execute(cell_input, store_history=True, allow_stdin=allow_stdin, stop_on_error=False)
+
+    RunningKernel.execute_cell_input = execute_cell_input
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    """nbval skips PNG/JPEG when comparing, so check here that the re-run drew its images."""
+    result = yield
+    nbval_image_check(item)
+    return result
+
+
+def _image_types(outputs):
+    return {
+        mime
+        for out in outputs
+        if out.get("output_type") in ("display_data", "execute_result")
+        for mime in out.get("data", {})
+        if mime.startswith("image/")
+    }
+
+
+def nbval_image_check(item):
+    from nbval.plugin import IPyNbCell, NbCellError
+
+    if not isinstance(item, IPyNbCell) or item.options.get("skip"):
+        return
+    missing = _image_types(item.cell.outputs) - _image_types(item.test_outputs or [])
+    if missing:
+        raise NbCellError(
+            item.cell_num, f"the stored output has {', '.join(sorted(missing))} but the re-run drew no such image",
+            item.cell.source,
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="python -m d2l_shim.tools.notebooks", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name, help, frameworks=False, out=False, jobs=None, names=False):
+        p = sub.add_parser(name, help=help)
+        p.add_argument("--src", default=DEFAULT_SRC, help=f"folder of tabbed notebooks (default {DEFAULT_SRC})")
+        if out:
+            p.add_argument("--out", default=DEFAULT_OUT, help=f"folder for split notebooks (default {DEFAULT_OUT})")
+        if frameworks:
+            p.add_argument("--frameworks", default=",".join(FRAMEWORKS), help="comma list (default: all four)")
+        if jobs is not None:
+            p.add_argument("--jobs", type=int, default=jobs, help=f"kernels at a time (default {jobs})")
+            p.add_argument("--timeout", type=int, default=CELL_TIMEOUT, help="seconds per cell")
+        if names:
+            p.add_argument("notebooks", nargs="*", metavar="NOTEBOOK", help="default: all in --src")
+        return p
+
+    add("split", "write one notebook per framework", out=True)
+    add("execute", "run under every kernel, merge the outputs back (make notebooks)",
+        frameworks=True, jobs=2, names=True)
+    add("check", "check the structure of the tabbed notebooks", names=True)
+    nbval = add("nbval", "split, then run nbval strictly per framework", frameworks=True, out=True, jobs=1)
+    nbval.add_argument("--xdist", type=int, default=0, help="pytest-xdist workers per framework (default off)")
+    args = parser.parse_args(argv)
+
+    try:
+        if args.command == "split":
+            paths = split_notebooks(find_notebooks(args.src), args.out, prune=True)
+            print(f"split {len(paths) // len(FRAMEWORKS)} notebook(s) into {args.out}/<framework>/")
+        elif args.command == "execute":
+            if args.jobs < 1:
+                raise NotebookError("--jobs must be at least 1")
+            execute_notebooks(find_notebooks(args.src, args.notebooks), parse_frameworks(args.frameworks),
+                              args.jobs, args.timeout)
+        elif args.command == "check":
+            failed = False
+            for path in find_notebooks(args.src, args.notebooks):
+                problems = check(path)
+                failed = failed or bool(problems)
+                print(f"{path}: " + ("ok" if not problems else f"{len(problems)} problem(s)"))
+                for problem in problems:
+                    print("  " + problem.replace("\n", "\n    "))
+            return 1 if failed else 0
+        elif args.command == "nbval":
+            if args.jobs < 1:
+                raise NotebookError("--jobs must be at least 1")
+            frameworks = parse_frameworks(args.frameworks)
+            split_notebooks(find_notebooks(args.src), args.out, frameworks, prune=True)
+            return 0 if run_nbval(args.out, frameworks, args.jobs, args.timeout, args.xdist) else 1
+    except NotebookError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
