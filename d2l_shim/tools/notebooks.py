@@ -55,8 +55,10 @@ TRAINING_NOTEBOOKS = ("mlp-scratch", "mlp-concise")
 MIN_ACCURACY = 0.80
 IGNORE_OUTPUT_TAG = "nbval-ignore-output"
 REMOVE_CELL_TAG = "remove-cell"
-# matplotlib stamps SVG figures with the current date unless this is set.
-REPRODUCIBLE_ENV = {"SOURCE_DATE_EPOCH": "0"}
+# Kernel environment for stored and re-run outputs alike: matplotlib stamps SVG figures with
+# the current date unless SOURCE_DATE_EPOCH is set; D2L_PROGRESS=static makes training boards
+# emit one final figure instead of animating (nbval ignores clear_output and would see them all).
+REPRODUCIBLE_ENV = {"SOURCE_DATE_EPOCH": "0", "D2L_PROGRESS": "static"}
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
@@ -601,12 +603,16 @@ def check(path):
 # nbval
 
 
-def nbval_command(framework, junit_xml=None, timeout=CELL_TIMEOUT, xdist=0):
-    """The pytest command line, to run in the split root, for nbval on one framework's notebooks."""
+def nbval_command(framework, folder, junit_xml=None, timeout=CELL_TIMEOUT, xdist=0):
+    """The pytest command line for nbval on one framework's split notebooks in ``folder``.
+
+    Works from any directory; test ids are relative to the split root, so they start with the
+    framework: ``pytorch/chapter_mlp/mlp.ipynb::Cell 3``.
+    """
+    folder = Path(folder).resolve()
     command = [
-        sys.executable, "-m", "pytest", framework,
-        # Test ids relative to the split root start with the framework: pytorch/chapter_mlp/...
-        "--rootdir=.",
+        sys.executable, "-m", "pytest", str(folder),
+        f"--rootdir={folder.parent}",
         "-p", "d2l_shim.tools.notebooks",  # this module's nbval fixes (see pytest_configure below)
         "--nbval",  # strict: every cell's output is compared unless tagged nbval-ignore-output
         f"--nbval-kernel-name={kernel_name(framework)}",
@@ -634,10 +640,10 @@ def _junit_counts(path):
 def _run_nbval(framework, root, timeout, xdist, lock):
     with tempfile.TemporaryDirectory() as tmp:
         xml = Path(tmp) / "junit.xml"
-        command = nbval_command(framework, xml, timeout, xdist)
+        command = nbval_command(framework, root / framework, xml, timeout, xdist)
         start = time.monotonic()
         process = subprocess.Popen(
-            command, cwd=root, env={**os.environ, **REPRODUCIBLE_ENV},
+            command, cwd=root, env={**os.environ, **REPRODUCIBLE_ENV},  # cwd: short paths in -v lines
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
         for line in process.stdout:
