@@ -17,10 +17,13 @@ FIXTURE_CHAPTER = Path(__file__).parent / "fixtures" / "book" / "chapter_mlp"
 SVG = '<svg xmlns="http://www.w3.org/2000/svg" width="20pt" height="10pt"><rect width="20" height="10"/></svg>\n'
 
 
-def code(source, outputs=(), tags=(), sha=None):
+def code(source, outputs=(), tags=(), sha="fresh"):
+    """A code cell as `make notebooks` leaves it; ``sha=None``: never run, else a given hash."""
     cell = new_code_cell(source, outputs=list(outputs))
     if tags:
         cell.metadata["tags"] = list(tags)
+    if sha == "fresh":
+        sha = hashlib.sha256(source.encode()).hexdigest()
     if sha is not None:
         cell.metadata["d2l"] = {"source_sha256": sha}
     return cell
@@ -176,21 +179,30 @@ def test_error_output_fails_naming_notebook_and_cell():
     with pytest.raises(book.BookError) as err:
         book.convert_notebook(nb, "mlp", where="chapter_mlp/mlp.ipynb")
     message = str(err.value)
-    assert "chapter_mlp/mlp.ipynb, cell 3" in message
+    assert "chapter_mlp/mlp.ipynb: cell 2 ('%%tab jax')" in message
     assert "ZeroDivisionError" in message and "make notebooks" in message
 
 
-def test_stale_outputs_fail_and_fresh_ones_pass():
+def test_stale_or_never_run_cells_fail_and_fresh_ones_pass():
     source = "print(1)"
     fresh = hashlib.sha256(source.encode()).hexdigest()
     book.convert_notebook(notebook(code(source, [stream("1\n")], sha=fresh)), "page")
     stale = hashlib.sha256(b"print(2)").hexdigest()
-    with pytest.raises(book.BookError, match=r"page.ipynb, cell 1 .*older version.*make notebooks"):
+    with pytest.raises(book.BookError, match=r"page.ipynb: cell 0 .*older version.*make notebooks"):
         book.convert_notebook(notebook(code(source, [stream("1\n")], sha=stale)), "page")
+    with pytest.raises(book.BookError, match=r"page.ipynb: cell 1 .*never run by `make notebooks`"):
+        book.convert_notebook(notebook(new_markdown_cell("# T"), code(source, sha=None)), "page")
+
+
+def test_a_failing_hidden_check_cell_also_stops_publication():
+    failed = code("assert ok()", [new_output("error", ename="AssertionError", evalue="", traceback=[])],
+                  tags=["remove-cell"])
+    with pytest.raises(book.BookError, match=r"cell 0 .*AssertionError"):
+        book.convert_notebook(notebook(failed), "page")
 
 
 def test_bad_tab_line_fails_with_the_cell_named():
-    with pytest.raises(book.BookError, match=r"cell 1 .*unknown framework 'caffe'"):
+    with pytest.raises(book.BookError, match=r"cell 0 .*unknown framework 'caffe'"):
         book.convert_notebook(notebook(code("%%tab caffe\nx = 1")), "page")
 
 
@@ -239,6 +251,8 @@ def test_source_tree_holds_pages_book_config_and_downloads(tmp_path):
                 "chapter_mlp/index.md", "chapter_mlp/mlp.md", "chapter_mlp/mlp-scratch.md"):
         assert rel in tree
     assert tree["chapter_mlp/_notebooks/mlp.ipynb"] == (FIXTURE_CHAPTER / "mlp.ipynb").read_bytes()
+    # the chapter's figures come along, so img/... links in the text keep working
+    assert tree["chapter_mlp/img/tiny-mlp.svg"] == (FIXTURE_CHAPTER / "img" / "tiny-mlp.svg").read_bytes()
     assert tree["chapter_mlp/_notebooks/mlp-jax.ipynb"] == b'{"stand-in": "jax"}'
     assert "{download}`JAX <_notebooks/mlp-jax.ipynb>`" in tree["chapter_mlp/mlp.md"].decode()
 
@@ -281,7 +295,8 @@ def test_fixture_book_builds_with_tabs_images_downloads_and_no_checks(fixture_bo
     labels = re.findall(r'class="sd-tab-label" data-sync-group="framework" data-sync-id="(\w+)"', page)
     assert labels == list(FRAMEWORKS) * 2
     images = re.findall(r'<img [^>]*src="\.\./(_images/[^"]+\.svg)"', page)
-    assert len(images) >= 4 and all((html_dir / src).is_file() for src in images)
+    assert len(images) >= 5 and all((html_dir / src).is_file() for src in images)
+    assert any(Path(src).name == "tiny-mlp.svg" for src in images)  # the figure from img/
     assert "assert len(x) == 2" not in page  # remove-cell
     assert "%%tab" not in page and "load_ext" not in page
     downloads = re.findall(r'href="\.\./(_downloads/[^"]+\.ipynb)"', page)
@@ -310,5 +325,5 @@ def test_cli_reports_an_unpublishable_notebook_and_exits_1(tmp_path, capsys):
                        "--split-dir", str(tmp_path / "split"), "--work", str(tmp_path / "src")])
     assert code_ == 1
     err = capsys.readouterr().err
-    assert f"{chapter / 'mlp.ipynb'}, cell 4" in err and "ValueError: boom" in err
+    assert f"{chapter / 'mlp.ipynb'}: cell 3" in err and "ValueError: boom" in err
     assert not (tmp_path / "html").exists()

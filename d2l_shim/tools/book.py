@@ -6,14 +6,14 @@
 Neither myst-nb nor Jupyter Book can put notebook cells inside tabs, so each notebook is
 converted to a MyST page here: a run of framework cells (``%%tab pytorch`` ...) becomes one
 sphinx-design ``tab-set`` synced on the ``framework`` group, with one tab per framework
-holding its code and stored outputs. Markdown and shared cells pass through. The pages, a
-copy of ``book/`` (Sphinx configuration, theme templates, static files), the chapter's
-``index.md`` and the notebook downloads go to ``--work``; then ``sphinx-build -W`` writes
-``--out``. Files whose content did not change are not rewritten, so Sphinx rebuilds only
+holding its code and stored outputs. Markdown and shared cells pass through. The pages,
+the chapter's ``index.md`` and figures (``img/``), a copy of ``book/`` (Sphinx configuration,
+theme templates, static files) and the notebook downloads go to ``--work``; then
+``sphinx-build -W`` writes ``--out``. Files whose content did not change are not rewritten, so Sphinx rebuilds only
 what changed.
 
-A notebook with an error output or outputs older than its cell source is not published:
-the build stops and names the notebook and cell.
+A notebook with an error output, a cell never run by ``make notebooks`` or outputs older
+than their cell's source is not published: the build stops and names the notebook and cell.
 """
 
 import argparse
@@ -28,10 +28,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import nbformat
-
 from d2l_shim import FRAMEWORKS
-from d2l_shim.tab import MARKER, TabError, parse_tab_line
+from d2l_shim.tab import TabError
+from d2l_shim.tools.notebooks import NotebookError, cell_body, cell_tab, describe, read_notebook, source_sha256
 
 REPO = Path(__file__).resolve().parents[2]
 BOOK_DIR = REPO / "book"  # Sphinx project: conf.py, index.md, _static/, _templates/
@@ -159,8 +158,7 @@ class Converter:
     # -- messages
 
     def _cell_place(self, index, cell):
-        first = cell.source.strip().splitlines()[0] if cell.source.strip() else "(empty)"
-        return f"{self.where}, cell {index + 1} ({cell.cell_type}, starting {first[:60]!r})"
+        return f"{self.where}: {describe(index, cell)}"
 
     # -- files
 
@@ -173,14 +171,11 @@ class Converter:
 
     def _frameworks(self, index, cell):
         """Frameworks of a code cell: None for a shared cell (no marker or ``%%tab all``)."""
-        first = cell.source.split("\n", 1)[0]
-        if not first.startswith(MARKER) or first[len(MARKER):][:1] not in ("", " ", "\t"):
-            return None
         try:
-            frameworks = parse_tab_line(first)
+            tab = cell_tab(cell)
         except TabError as err:
             raise BookError(f"{self._cell_place(index, cell)}: {err}") from None
-        return None if set(frameworks) == set(FRAMEWORKS) else frameworks
+        return None if tab.shared else tab.frameworks
 
     def _check_code_cell(self, index, cell):
         for out in cell.get("outputs", []):
@@ -191,18 +186,21 @@ class Converter:
                     "is not published: fix the cell and re-run `make notebooks`."
                 )
         recorded = cell.metadata.get("d2l", {}).get("source_sha256")
-        if recorded and recorded != hashlib.sha256(cell.source.encode("utf-8")).hexdigest():
+        if recorded is None:
+            raise BookError(
+                f"{self._cell_place(index, cell)} was never run by `make notebooks` (no "
+                "metadata.d2l.source_sha256), so the book would show it without outputs: run it."
+            )
+        if recorded != source_sha256(cell.source):
             raise BookError(
                 f"{self._cell_place(index, cell)} has outputs from an older version of its "
                 "source (metadata.d2l.source_sha256 does not match): re-run `make notebooks`."
             )
 
     @staticmethod
-    def _display_source(cell, frameworks):
-        lines = cell.source.split("\n")
-        if frameworks is not None or lines[0].startswith(MARKER):
-            lines = lines[1:]  # the %%tab line: the tab says it
-        lines = [line for line in lines if not SETUP_LINE.match(line)]
+    def _display_source(cell):
+        # Without the %%tab line (the tab says it) and the set-up magics.
+        lines = [line for line in cell_body(cell).split("\n") if not SETUP_LINE.match(line)]
         return "\n".join(lines).strip("\n")
 
     def _render_output(self, index, cell, out):
@@ -233,10 +231,10 @@ class Converter:
             f"(types: {', '.join(sorted(data)) or 'none'}); add a text/plain or image form of it."
         )
 
-    def _render_code(self, index, cell, frameworks):
+    def _render_code(self, index, cell):
         tags = set(cell.metadata.get("tags", []))
         blocks = []
-        source = self._display_source(cell, frameworks)
+        source = self._display_source(cell)
         if source and "remove-input" not in tags:
             code = code_block(source, "ipython3")
             if "hide-input" in tags:
@@ -254,7 +252,7 @@ class Converter:
     def _render_tab_group(self, group):
         items = []
         for framework in FRAMEWORKS:
-            bodies = [self._render_code(i, cell, fws) for i, cell, fws in group if framework in fws]
+            bodies = [self._render_code(i, cell) for i, cell, fws in group if framework in fws]
             body = "\n\n".join(b for b in bodies if b) or (
                 f'<p class="d2l-no-code">No {FRAMEWORK_LABELS[framework]} code in this step.</p>'
             )
@@ -279,12 +277,13 @@ class Converter:
         # Keep the cells a reader sees, each as (index, cell, frameworks or None).
         cells = []
         for index, cell in enumerate(self.nb.cells):
+            if cell.cell_type == "code":
+                self._check_code_cell(index, cell)  # hidden check cells too: they must pass
             if "remove-cell" in cell.metadata.get("tags", []) or cell.cell_type == "raw":
                 continue
             if cell.cell_type == "code":
-                self._check_code_cell(index, cell)
                 frameworks = self._frameworks(index, cell)
-                if not self._display_source(cell, frameworks) and not cell.get("outputs"):
+                if not self._display_source(cell) and not cell.get("outputs"):
                     continue  # set-up only (%load_ext, %matplotlib): nothing to show
                 cells.append((index, cell, frameworks))
             else:
@@ -303,7 +302,7 @@ class Converter:
             if cell.cell_type == "markdown":
                 blocks.append(self._render_markdown(cell))
             else:
-                blocks.append(self._render_code(index, cell, None))
+                blocks.append(self._render_code(index, cell))
         blocks = [block.strip("\n") for block in blocks if block.strip()]
         if self.downloads:
             blocks = _insert_after_title(blocks, self._download_line())
@@ -393,15 +392,20 @@ def source_tree(src, split_dir):
         if path.is_file() and "__pycache__" not in path.parts
     }
     tree[f"{chapter}/index.md"] = chapter_index(index.read_text(encoding="utf-8"), pages).encode("utf-8")
+    for path in sorted(src.rglob("*")):  # figures the text refers to, e.g. img/mlp.svg
+        rel = path.relative_to(src)
+        hidden = any(part.startswith((".", "_")) for part in rel.parts)
+        if path.is_file() and not hidden and path.parent != src:
+            tree[f"{chapter}/{rel.as_posix()}"] = path.read_bytes()
     for name in pages:
         path = notebooks[name]
         downloads_dir = "_notebooks"
         downloads = [(FRAMEWORK_LABELS[fw], f"{downloads_dir}/{name}-{fw}.ipynb") for fw in FRAMEWORKS]
         downloads.append(("all four frameworks, tabbed", f"{downloads_dir}/{name}.ipynb"))
         try:
-            nb = nbformat.read(path, as_version=4)
-        except Exception as err:  # nbformat raises several kinds for broken JSON
-            raise BookError(f"{path} is not a readable notebook ({err}); fix or re-create it") from None
+            nb = read_notebook(path)
+        except NotebookError as err:
+            raise BookError(str(err)) from None
         page = convert_notebook(nb, name, where=str(path), known_pages=pages, downloads=downloads)
         tree[f"{chapter}/{name}.md"] = page.text.encode("utf-8")
         for rel, data in page.files.items():
