@@ -1,0 +1,569 @@
+"""Tests of d2l_shim's framework-neutral core: plotting, hyperparameters, the progress board
+and the %%tab cell marker.
+
+Runs under both environments: framework tensors are tested for the frameworks of the
+running interpreter (conftest.frameworks_under_test), everything else is numpy only.
+"""
+
+import os
+import subprocess
+import sys
+import traceback
+import types
+
+import numpy as np
+import pytest
+from conftest import REPO, framework_params
+
+from d2l_shim import FRAMEWORKS, plotting, progress, tab
+from d2l_shim.hparams import HyperParameters, add_to_class
+from d2l_shim.progress import ProgressBoard
+
+
+@pytest.fixture(autouse=True)
+def fresh_figures(figure_dir, plain_script):
+    """Every test runs as a script, saves figures in its own folder and closes them afterwards."""
+    yield
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+
+
+def as_tensor(kind, values):
+    """``values`` (a float32 numpy array) as the array type ``kind``."""
+    if kind == "numpy":
+        return values
+    if kind == "list":
+        return values.tolist()
+    if kind == "pytorch":
+        import torch
+
+        # Not a leaf and requiring grad: `.numpy()` on it raises unless detached first.
+        return torch.tensor(values, requires_grad=True) * 1
+    if kind == "mxnet":
+        from mxnet import np as mxnp
+
+        return mxnp.array(values, dtype="float32")
+    if kind == "tensorflow":
+        import tensorflow as tf
+
+        return tf.constant(values)
+    if kind == "jax":
+        from jax import numpy as jnp
+
+        return jnp.asarray(values)
+    raise ValueError(kind)
+
+
+TENSOR_KINDS = [pytest.param("numpy", id="numpy"), pytest.param("list", id="list"), *framework_params()]
+
+
+def new_axes():
+    import matplotlib.pyplot as plt
+
+    return plt.subplots()[1]
+
+
+# ---------------------------------------------------------------------------------------
+# plotting
+
+@pytest.mark.parametrize("kind", TENSOR_KINDS)
+def test_plot_draws_the_values_of_every_tensor_type(kind):
+    x = np.linspace(-2, 2, 9, dtype=np.float32)
+    y = x ** 2 - 1
+    if kind == "pytorch":
+        assert as_tensor(kind, y).requires_grad  # the case that needs detaching
+    axes = new_axes()
+    plotting.plot(as_tensor(kind, x), as_tensor(kind, y), axes=axes)
+    assert len(axes.lines) == 1
+    np.testing.assert_array_equal(axes.lines[0].get_xdata(), x)
+    np.testing.assert_array_equal(axes.lines[0].get_ydata(), y)
+
+
+@pytest.mark.parametrize("kind", TENSOR_KINDS)
+def test_plot_of_x_alone_is_drawn_against_its_index(kind):
+    y = np.array([3.0, 1.0, 4.0, 1.0, 5.0], dtype=np.float32)
+    axes = new_axes()
+    plotting.plot(as_tensor(kind, y), axes=axes)
+    assert len(axes.lines) == 1
+    np.testing.assert_array_equal(axes.lines[0].get_xdata(), np.arange(len(y)))
+    np.testing.assert_array_equal(axes.lines[0].get_ydata(), y)
+
+
+@pytest.mark.parametrize("kind", TENSOR_KINDS)
+def test_plot_of_several_series_shares_x_and_uses_one_format_each(kind):
+    x = np.arange(6, dtype=np.float32)
+    series = [np.sin(x), np.cos(x), x / 10]
+    axes = new_axes()
+    plotting.plot(as_tensor(kind, x), [as_tensor(kind, s) for s in series],
+                  legend=["sin", "cos", "line"], axes=axes)
+    assert len(axes.lines) == len(series)
+    for line, expected in zip(axes.lines, series):
+        np.testing.assert_array_equal(line.get_xdata(), x)
+        np.testing.assert_allclose(line.get_ydata(), expected, rtol=1e-6)
+    # d2l's default formats, in order: solid, magenta dashed, green dash-dot.
+    assert [line.get_linestyle() for line in axes.lines] == ["-", "--", "-."]
+    assert axes.lines[1].get_color() == "m" and axes.lines[2].get_color() == "g"
+    assert [text.get_text() for text in axes.get_legend().get_texts()] == ["sin", "cos", "line"]
+
+
+def test_plot_applies_labels_limits_and_scales():
+    axes = new_axes()
+    plotting.plot([1.0, 10.0, 100.0], xlabel="x", ylabel="f(x)", xlim=(0, 2), ylim=(1, 100),
+                  yscale="log", axes=axes)
+    assert (axes.get_xlabel(), axes.get_ylabel()) == ("x", "f(x)")
+    assert tuple(axes.get_xlim()) == (0, 2) and tuple(axes.get_ylim()) == (1, 100)
+    assert axes.get_yscale() == "log" and axes.get_xscale() == "linear"
+
+
+def test_plot_without_axes_draws_on_the_current_axes_with_the_requested_size():
+    import matplotlib.pyplot as plt
+
+    plotting.plot([0.0, 1.0, 4.0], figsize=(4.5, 1.5))
+    axes = plt.gca()
+    np.testing.assert_array_equal(axes.lines[0].get_ydata(), [0.0, 1.0, 4.0])
+    assert tuple(plt.rcParams["figure.figsize"]) == (4.5, 1.5)
+
+
+def test_set_figsize_sets_the_default_size_of_new_figures():
+    import matplotlib.pyplot as plt
+
+    plotting.set_figsize((5.0, 2.0))
+    assert tuple(plt.figure().get_size_inches()) == (5.0, 2.0)
+
+
+def test_plot_in_a_script_saves_the_figure_and_says_where(figure_dir, capsys):
+    plotting.plot([1.0, 2.0, 3.0])
+    plotting.plot([3.0, 2.0, 1.0])
+    saved = sorted(figure_dir.glob("*.svg"))
+    assert len(saved) == 2, "each plot gets its own file; none is overwritten"
+    err = capsys.readouterr().err
+    for path in saved:
+        assert str(path) in err
+        assert "<svg" in path.read_text()
+
+
+def test_headless_script_falls_back_to_agg_and_saves_figures(tmp_path):
+    """A real script with no display and no MPLBACKEND: the figure must not be lost."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MPLBACKEND", "DISPLAY")}
+    env["D2L_FIGURE_DIR"] = str(tmp_path / "out")
+    script = ("from d2l_shim import plotting\n"
+              "plotting.plot([0.0, 1.0], [2.0, 3.0], xlabel='x')\n"
+              "import matplotlib; print(matplotlib.get_backend())\n")
+    done = subprocess.run([sys.executable, "-c", script], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().lower() == "agg"
+    saved = list((tmp_path / "out").glob("*.svg"))
+    assert len(saved) == 1
+    assert f"figure saved to {saved[0]}" in done.stderr
+    assert "D2L_FIGURE_DIR" in done.stderr  # tells the reader how to choose the folder
+
+
+def test_importing_ipykernel_does_not_make_a_script_a_notebook(tmp_path):
+    """Tools import ipykernel without running in a kernel (nbval's pytest plugin does):
+    such a script must still save its figures and get static progress boards."""
+    script = ("import ipykernel.kernelspec\n"
+              "from d2l_shim import plotting, progress\n"
+              "plotting.plot([0.0, 1.0])\n"
+              "print(progress.live_mode())\n")
+    env = {**os.environ, "D2L_FIGURE_DIR": str(tmp_path / "out")}
+    env.pop("D2L_PROGRESS", None)
+    done = subprocess.run([sys.executable, "-c", script], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert len(list((tmp_path / "out").glob("*.svg"))) == 1, "the figure was lost"
+    assert done.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("kind", TENSOR_KINDS)
+def test_show_images_draws_each_image_with_its_title(kind):
+    rng = np.random.default_rng(0)
+    images = rng.random((3, 4, 5)).astype(np.float32)
+    axes = plotting.show_images([as_tensor(kind, im) for im in images], 2, 2, titles=["a", "b", "c"])
+    assert len(axes) == 4
+    for ax, image, title in zip(axes, images, "abc"):
+        np.testing.assert_array_equal(ax.images[0].get_array(), image)
+        assert ax.get_title() == title
+    assert not axes[3].get_visible()  # the unused cell of the 2 x 2 grid is hidden
+
+
+
+# ---------------------------------------------------------------------------------------
+# hyperparameters
+
+def test_save_hyperparameters_stores_the_arguments_of_init():
+    class Model(HyperParameters):
+        def __init__(self, lr, num_hiddens=256, _cache=None, *, sigma=0.01, **extra):
+            self.save_hyperparameters(ignore=["num_hiddens"])
+
+    model = Model(0.1, 512, sigma=0.5, depth=3)
+    assert model.hparams == {"lr": 0.1, "sigma": 0.5, "extra": {"depth": 3}}
+    assert (model.lr, model.sigma, model.extra) == (0.1, 0.5, {"depth": 3})
+    assert not hasattr(model, "num_hiddens"), "ignored names are not stored"
+    assert not hasattr(model, "_cache"), "names starting with _ are not stored"
+
+
+def test_save_hyperparameters_in_a_subclass_keeps_the_base_class_values():
+    class Base(HyperParameters):
+        def __init__(self, width=2):
+            self.save_hyperparameters()
+
+    class Child(Base):
+        def __init__(self, depth, width=3):
+            super().__init__(width * 2)
+            self.save_hyperparameters()
+
+    child = Child(depth=5)
+    assert (child.depth, child.width) == (5, 3)
+    assert child.hparams == {"depth": 5, "width": 3}
+
+
+def test_add_to_class_attaches_the_function_as_a_method():
+    class Counter:
+        def __init__(self):
+            self.count = 1
+
+    @add_to_class(Counter)
+    def double(self):
+        self.count *= 2
+        return self.count
+
+    counter = Counter()
+    assert counter.double() == 2 and counter.double() == 4
+    assert double.__name__ == "double"  # the decorator hands the function back
+
+
+# ---------------------------------------------------------------------------------------
+# progress board
+
+class FakeClock:
+    def __init__(self, start=1000.0, step=0.0):
+        self.now, self.step = start, step
+
+    def __call__(self):
+        value = self.now
+        self.now += self.step
+        return value
+
+
+class FakeDisplay:
+    """Stands in for IPython.display.display and the handle it returns."""
+
+    def __init__(self):
+        self.calls, self.updates = [], []
+
+    def __call__(self, obj, display_id=None):
+        self.calls.append((obj, display_id))
+        return self
+
+    def update(self, obj):
+        self.updates.append(obj)
+
+
+@pytest.fixture
+def fake_jupyter(monkeypatch):
+    """Make the board believe it runs in a kernel; record what it displays."""
+    import IPython
+    import IPython.display
+
+    shown = FakeDisplay()
+    # Both signs of a kernel: the module, and a shell that has a kernel.
+    monkeypatch.setitem(sys.modules, "ipykernel", types.ModuleType("ipykernel"))
+    monkeypatch.setattr(IPython, "get_ipython", lambda: types.SimpleNamespace(kernel=object()))
+    monkeypatch.setattr(IPython.display, "display", shown)
+    return shown
+
+
+def feed(board, xs, ys, label, every_n):
+    for x, y in zip(xs, ys):
+        board.draw(x, y, label, every_n=every_n)
+
+
+@pytest.mark.parametrize("every_n", [1, 10, 7])
+def test_board_averages_every_n_points(every_n):
+    rng = np.random.default_rng(1)
+    xs = np.arange(1000) / 100
+    ys = rng.random(1000).astype(np.float32)
+    board = ProgressBoard(display=False)
+    feed(board, xs, [np.float32(y) for y in ys], "train_loss", every_n)
+    complete = len(xs) // every_n * every_n  # a trailing partial group is not drawn
+    got_x, got_y = board.lines["train_loss"]
+    np.testing.assert_allclose(got_x, xs[:complete].reshape(-1, every_n).mean(axis=1), rtol=1e-12)
+    np.testing.assert_allclose(got_y, ys[:complete].astype(np.float64).reshape(-1, every_n).mean(axis=1),
+                               rtol=1e-6)
+
+
+def test_board_keeps_labels_apart():
+    board = ProgressBoard(display=False)
+    feed(board, [1, 2], [1.0, 3.0], "train_loss", 2)
+    feed(board, [1, 2], [10.0, 30.0], "val_loss", 1)
+    assert board.lines == {"train_loss": ([1.5], [2.0]), "val_loss": ([1, 2], [10.0, 30.0])}
+
+
+def test_epoch_summary_is_the_mean_since_the_previous_summary():
+    rng = np.random.default_rng(2)
+    losses, accs = rng.random(30), rng.random(5)
+    board = ProgressBoard(display=False)
+    feed(board, range(30), losses, "train_loss", 4)  # means cover partial groups too
+    feed(board, range(5), accs, "val_acc", 1)
+    summary = board.epoch_summary()
+    assert summary.keys() == {"train_loss", "val_acc"}
+    assert summary["train_loss"] == pytest.approx(losses.mean(), rel=1e-12)
+    assert summary["val_acc"] == pytest.approx(accs.mean(), rel=1e-12)
+    more = rng.random(3)
+    feed(board, range(3), more, "train_loss", 4)
+    assert board.epoch_summary() == {"train_loss": pytest.approx(more.mean(), rel=1e-12)}
+    assert board.epoch_summary() == {}
+
+
+def test_live_board_redraws_at_a_bounded_rate(monkeypatch, fake_jupyter):
+    step = 1 / 64  # seconds per point, exact in binary floating point
+    clock = FakeClock(step=step)
+    monkeypatch.setattr(progress, "live_mode", lambda: True)
+    monkeypatch.setattr(progress, "time", types.SimpleNamespace(monotonic=clock))
+    board = ProgressBoard()
+    points = 1000
+    ys = np.linspace(2.0, 0.5, points)
+    feed(board, np.arange(points), ys, "train_loss", every_n=1)
+    # One redraw per REDRAW_INTERVAL of (fake) time, the first at once: not one per point.
+    per_interval = int(progress.REDRAW_INTERVAL / step)
+    expected = len(range(0, points, per_interval))
+    assert board.redraws == expected
+    assert board.redraws <= points * step / progress.REDRAW_INTERVAL + 1
+    # One figure is displayed once, then updated in place.
+    assert len(fake_jupyter.calls) == 1 and fake_jupyter.calls[0][1] is True
+    assert len(fake_jupyter.updates) == expected - 1
+    board.finish()
+    assert board.redraws == expected + 1 and len(fake_jupyter.updates) == expected
+    assert len(fake_jupyter.calls) == 1
+    np.testing.assert_allclose(board.axes.lines[0].get_ydata(), ys)  # the final figure is complete
+
+
+def test_live_board_does_not_redraw_while_time_stands_still(monkeypatch, fake_jupyter):
+    monkeypatch.setattr(progress, "live_mode", lambda: True)
+    monkeypatch.setattr(progress, "time", types.SimpleNamespace(monotonic=FakeClock()))
+    board = ProgressBoard()
+    feed(board, range(500), np.ones(500), "train_loss", every_n=1)
+    assert board.redraws == 1
+
+
+def test_static_board_in_a_script_saves_one_figure_at_finish(figure_dir, monkeypatch):
+    monkeypatch.setenv("D2L_PROGRESS", "live")  # outside Jupyter there is no live mode anyway
+    board = ProgressBoard(xlabel="epoch")
+    feed(board, np.arange(100) / 10, np.linspace(1, 0, 100), "train_loss", every_n=5)
+    assert board.redraws == 0 and not list(figure_dir.glob("*"))
+    board.finish()
+    assert board.redraws == 1
+    assert len(list(figure_dir.glob("*.svg"))) == 1
+    assert board.axes.get_xlabel() == "epoch"
+    np.testing.assert_allclose(board.axes.lines[0].get_ydata(),
+                               np.linspace(1, 0, 100).reshape(-1, 5).mean(axis=1))
+
+
+def test_static_board_in_jupyter_displays_only_the_final_figure(monkeypatch, fake_jupyter):
+    monkeypatch.setenv("D2L_PROGRESS", "static")
+    assert progress.live_mode() is False
+    board = ProgressBoard()
+    feed(board, range(200), np.linspace(1, 0, 200), "train_loss", every_n=2)
+    assert fake_jupyter.calls == []
+    board.finish()
+    assert [obj for obj, _ in fake_jupyter.calls] == [board.fig] and fake_jupyter.updates == []
+
+
+def test_board_without_display_draws_nothing(figure_dir):
+    board = ProgressBoard(display=False)
+    feed(board, range(10), range(10), "train_loss", every_n=1)
+    board.finish()
+    assert board.redraws == 0 and board.fig is None and not figure_dir.exists()
+
+
+def test_live_mode_needs_a_kernel_and_respects_d2l_progress(monkeypatch):
+    monkeypatch.delitem(sys.modules, "ipykernel", raising=False)
+    monkeypatch.delenv("D2L_PROGRESS", raising=False)
+    assert progress.live_mode() is False
+    monkeypatch.setitem(sys.modules, "ipykernel", types.ModuleType("ipykernel"))
+    assert progress.live_mode() is True
+    monkeypatch.setenv("D2L_PROGRESS", "static")
+    assert progress.live_mode() is False
+
+
+# ---------------------------------------------------------------------------------------
+# the %%tab marker
+
+@pytest.fixture(scope="module")
+def ipython():
+    from IPython.core.interactiveshell import InteractiveShell
+    from traitlets.config import Config
+
+    config = Config()
+    config.HistoryManager.hist_file = ":memory:"  # no history database in the home folder
+    return InteractiveShell.instance(config=config)
+
+
+@pytest.fixture
+def shell(ipython, monkeypatch):
+    """An IPython shell with the extension loaded and no framework chosen yet."""
+    monkeypatch.setattr(tab, "_selected", None)
+    monkeypatch.delenv("D2L_FRAMEWORK", raising=False)
+    ipython.run_line_magic("load_ext", "d2l_shim.tab")
+    yield ipython
+    ipython.run_line_magic("unload_ext", "d2l_shim.tab")
+    for name in ("ran", "value"):
+        ipython.user_ns.pop(name, None)
+
+
+def run(shell, capsys, source):
+    capsys.readouterr()
+    result = shell.run_cell(source)
+    return result, capsys.readouterr().out
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_tab_cell_runs_for_the_active_framework_and_shows_its_value(shell, capsys, framework):
+    tab.select(framework)
+    result, out = run(shell, capsys, f"%%tab {framework}\nvalue = 41\nvalue + 1\n")
+    assert result.success and result.result == 42
+    assert "42" in out
+    assert shell.user_ns["value"] == 41
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_tab_cells_of_other_frameworks_are_skipped_silently(shell, capsys, framework):
+    tab.select(framework)
+    for other in FRAMEWORKS:
+        if other == framework:
+            continue
+        result, out = run(shell, capsys, f"%%tab {other}\nran = True\nprint('ran')\n'shown'\n")
+        assert result.success and result.result is None
+        assert out == ""
+        assert "ran" not in shell.user_ns
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_tab_all_and_unmarked_cells_run_under_every_framework(shell, capsys, framework):
+    tab.select(framework)
+    result, _ = run(shell, capsys, "%%tab all\nran = 'all'\n")
+    assert result.success and shell.user_ns["ran"] == "all"
+    result, _ = run(shell, capsys, "ran = 'shared'\n")
+    assert result.success and shell.user_ns["ran"] == "shared"
+
+
+@pytest.mark.parametrize("line, runs_for", [
+    ("%%tab mxnet,jax", {"mxnet", "jax"}),
+    ("%%tab pytorch, tensorflow", {"pytorch", "tensorflow"}),
+    ("%%tab  jax   mxnet", {"mxnet", "jax"}),
+])
+def test_tab_comma_lists(shell, capsys, line, runs_for):
+    ran_under = set()
+    for framework in FRAMEWORKS:
+        tab.select(framework)
+        shell.user_ns.pop("ran", None)
+        result, _ = run(shell, capsys, f"{line}\nran = True\n")
+        assert result.success
+        if shell.user_ns.get("ran"):
+            ran_under.add(framework)
+    assert ran_under == runs_for
+
+
+@pytest.mark.parametrize("line, hint", [
+    ("%%tab torch", "unknown framework 'torch'"),
+    ("%%tab pytorch,tf", "unknown framework 'tf'"),
+    ("%%tab", "names no framework"),
+    ("%%tab all, jax", "'all' cannot be combined"),
+])
+def test_bad_tab_line_fails_the_cell_with_a_helpful_error(shell, capsys, line, hint):
+    tab.select("pytorch")
+    result, out = run(shell, capsys, f"{line}\nran = True\n")
+    assert not result.success
+    assert isinstance(result.error_in_exec, tab.TabError)
+    message = str(result.error_in_exec)
+    assert hint in message
+    if "unknown" in hint:
+        assert all(name in message for name in FRAMEWORKS), "the error lists the valid names"
+    assert "ran" not in shell.user_ns
+    assert "TabError" in out
+
+
+def test_no_framework_selected_says_how_to_pick_one(shell, capsys):
+    result, _ = run(shell, capsys, "%%tab pytorch\nran = True\n")
+    assert not result.success and isinstance(result.error_in_exec, tab.TabError)
+    message = str(result.error_in_exec)
+    assert "no framework selected" in message
+    assert "kernel" in message.lower() and "select('pytorch')" in message
+    assert "ran" not in shell.user_ns
+
+
+def test_d2l_framework_variable_picks_the_framework_and_select_overrides_it(shell, capsys, monkeypatch):
+    monkeypatch.setenv("D2L_FRAMEWORK", "JAX ")  # kernels may write it in any case
+    assert tab.active() == "jax"
+    result, _ = run(shell, capsys, "%%tab jax\nran = 'jax'\n")
+    assert result.success and shell.user_ns["ran"] == "jax"
+    tab.select("tensorflow")
+    shell.user_ns.pop("ran")
+    result, _ = run(shell, capsys, "%%tab jax\nran = 'jax'\n")
+    assert result.success and "ran" not in shell.user_ns
+    result, _ = run(shell, capsys, "%%tab tensorflow\nran = 'tf'\n")
+    assert shell.user_ns["ran"] == "tf"
+
+
+def test_bad_d2l_framework_variable_is_reported(shell, capsys, monkeypatch):
+    monkeypatch.setenv("D2L_FRAMEWORK", "theano")
+    result, _ = run(shell, capsys, "%%tab jax\n1\n")
+    assert isinstance(result.error_in_exec, tab.TabError)
+    assert "D2L_FRAMEWORK='theano'" in str(result.error_in_exec)
+
+
+def test_select_rejects_unknown_names_and_selected_answers_for_branches(monkeypatch):
+    monkeypatch.setattr(tab, "_selected", None)
+    with pytest.raises(tab.TabError, match="unknown framework 'keras'"):
+        tab.select("keras")
+    tab.select(" MXNet ")
+    assert tab.active() == "mxnet"
+    assert tab.selected("mxnet", "jax") and not tab.selected("pytorch")
+    with pytest.raises(tab.TabError):
+        tab.selected("numpy")
+
+
+def test_parse_tab_line():
+    assert tab.parse_tab_line("%%tab all") == FRAMEWORKS
+    assert tab.parse_tab_line("%%tab jax,pytorch\n") == ("jax", "pytorch")
+    assert tab.parse_tab_line("%%tab TensorFlow") == ("tensorflow",)
+
+
+@pytest.mark.parametrize("body_line", [1, 3])
+def test_exception_in_a_tab_cell_fails_it_with_notebook_line_numbers(shell, capsys, body_line):
+    tab.select("mxnet")
+    body = ["x = 1"] * (body_line - 1) + ["raise ValueError('boom')"]
+    result, out = run(shell, capsys, "%%tab mxnet\n" + "\n".join(body) + "\n")
+    assert not result.success
+    assert isinstance(result.error_in_exec, ValueError)
+    frame = traceback.extract_tb(result.error_in_exec.__traceback__)[-1]
+    assert frame.filename.startswith("<ipython-input-")
+    # The %%tab line is line 1 of the notebook cell, so body line n is line n + 1.
+    assert frame.lineno == body_line + 1
+    assert "boom" in out
+
+
+def test_other_magics_still_work_and_unloading_removes_the_marker(shell, capsys):
+    tab.select("pytorch")
+    result, _ = run(shell, capsys, "%%capture captured\nprint('hidden')\n")
+    assert result.success and "hidden" in shell.user_ns["captured"].stdout
+    shell.run_line_magic("unload_ext", "d2l_shim.tab")
+    result, _ = run(shell, capsys, "%%tab pytorch\nran = True\n")
+    assert not result.success and "ran" not in shell.user_ns  # %%tab is unknown again
+    shell.run_line_magic("load_ext", "d2l_shim.tab")
+
+
+def test_core_modules_import_no_framework():
+    """Importing the neutral core must stay cheap: it never loads a deep-learning framework."""
+    code = ("import sys\n"
+            "import d2l_shim, d2l_shim.tab, d2l_shim.plotting, d2l_shim.hparams, "
+            "d2l_shim.progress, d2l_shim.training, d2l_shim.data\n"
+            "print(sorted(m for m in ('torch', 'mxnet', 'tensorflow', 'jax', 'flax') "
+            "if m in sys.modules))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=REPO, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
