@@ -252,6 +252,8 @@ def check_book(browser, html_dir, notebook_pages, screenshots=None):
             # a link with ?framework= wins over the stored choice
             page = s.open(first + "?framework=mxnet")
             assert_on_framework(page, "mxnet")
+            page.locator('.d2l-picker-choice[data-framework="jax"]').press(" ")  # keyboard works too
+            assert_on_framework(page, "jax")
 
             # search finds a word that only the scratch page uses
             scratch_words = page_words(s.open("chapter_mlp/mlp-scratch.html"))

@@ -103,6 +103,13 @@
         event.preventDefault(); // switch in place, no reload
         choose(el.dataset.framework);
       });
+      // role="button": Space presses it too (Enter already clicks a link)
+      el.addEventListener("keydown", (event) => {
+        if (event.key === " ") {
+          event.preventDefault();
+          choose(el.dataset.framework);
+        }
+      });
     }
     // A click on a tab (synced by design-tabs.js) moves the picker along.
     document.addEventListener("change", (event) => {
