@@ -62,13 +62,14 @@ notebooks: setup data ## re-execute every notebook under every kernel and store 
 
 split: build/notebooks/.stamp ## write one plain notebook per framework under build/notebooks/
 
-build/notebooks/.stamp: $(CHAPTER) $(VENV)/.installed
+build/notebooks/.stamp: $(CHAPTER) d2l_shim/tools/notebooks.py $(VENV)/.installed
 	$(PY) -m d2l_shim.tools.notebooks split
 	touch $@
 
 book: build/html/.stamp ## build the HTML book into build/html/ (offline, warnings are errors)
 
-build/html/.stamp: $(CHAPTER) build/notebooks/.stamp $(wildcard book/* book/*/*) d2l_shim/tools/book.py
+build/html/.stamp: $(CHAPTER) $(wildcard chapter_mlp/img/*) build/notebooks/.stamp $(wildcard book/* book/*/*) \
+                   d2l_shim/tools/book.py d2l_shim/tools/notebooks.py
 	$(PY) -m d2l_shim.tools.book build
 	touch $@
 
