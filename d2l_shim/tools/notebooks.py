@@ -8,7 +8,8 @@ first line ``%%tab pytorch`` (or a comma list, or ``%%tab all``), next to shared
                                                [--jobs 2] [--timeout 1200] [NOTEBOOK ...]
     python -m d2l_shim.tools.notebooks check   [--src chapter_mlp] [NOTEBOOK ...]
     python -m d2l_shim.tools.notebooks nbval   [--src chapter_mlp] [--out build/notebooks]
-                                               [--frameworks ...] [--jobs 1] [--timeout 1200]
+                                               [--frameworks ...] [--jobs 2] [--timeout 1200]
+                                               [--xdist N]
 
 split    one plain notebook per framework: the book's downloads and what nbval runs.
 execute  runs every notebook under each framework's kernel and merges the outputs back into
@@ -18,8 +19,9 @@ check    the structure rules: tab groups, fresh error-free stored outputs, tags,
 nbval    splits, then runs nbval in strict mode on each framework's notebooks.
 
 Loaded as ``pytest -p d2l_shim.tools.notebooks`` (which ``nbval`` does) the module is also a
-small nbval plugin: nbval ignores PNG/JPEG data entirely, so the plugin fails a cell whose
-stored output holds an image when the re-run drew none.
+small nbval plugin: it fails a cell whose stored output holds an image when the re-run drew
+none (nbval ignores PNG/JPEG data entirely), and it makes a trailing ``;`` hide a cell's
+result under nbval as it does in Jupyter.
 """
 
 import argparse
@@ -51,6 +53,7 @@ SANITIZE_CFG = REPO / "tests" / "nbval_sanitize.cfg"
 DEFAULT_SRC = "chapter_mlp"
 DEFAULT_OUT = "build/notebooks"
 CELL_TIMEOUT = 1200  # seconds; a full training run on 2 CPU cores takes minutes
+HEARTBEAT = 60  # seconds between "still running" lines during a long cell
 TRAINING_NOTEBOOKS = ("mlp-scratch", "mlp-concise")
 MIN_ACCURACY = 0.80
 IGNORE_OUTPUT_TAG = "nbval-ignore-output"
@@ -96,7 +99,7 @@ def cell_tab(cell):
     if cell.cell_type != "code" or not _is_tab_line(line):
         return SHARED
     named = parse_tab_line(line)
-    if line[len(MARKER):].split() == ["all"]:
+    if line[len(MARKER):].replace(",", " ").split() == ["all"]:
         return SHARED
     if len(set(named)) < len(named):
         raise TabError(f"'{line.strip()}' names a framework twice")
@@ -272,9 +275,16 @@ async def _run_under(path, nb, framework, timeout, slots):
                   f"{first_line(cell_body(cell))[:60]}", flush=True)
 
     def on_executed(cell, cell_index, **_):
-        took = time.monotonic() - clock["cell"]
+        took = time.monotonic() - clock.pop("cell")
         if took >= 5:
             print(f"{label} cell {cell_index} took {took:.1f} s", flush=True)
+
+    async def heartbeat():  # a training cell runs for minutes: show that it is still going
+        while True:
+            await asyncio.sleep(HEARTBEAT)
+            if "cell" in clock:
+                print(f"{label} cell {clock['index']} running for {time.monotonic() - clock['cell']:.0f} s",
+                      flush=True)
 
     client = NotebookClient(
         nb,
@@ -289,6 +299,7 @@ async def _run_under(path, nb, framework, timeout, slots):
     async with slots:
         clock["start"] = time.monotonic()
         print(f"{label} starting kernel {kernel_name(framework)}", flush=True)
+        beat = asyncio.ensure_future(heartbeat())
         try:
             await client.async_execute(env={**os.environ, **REPRODUCIBLE_ENV})
         except (CellExecutionError, CellTimeoutError, DeadKernelError) as err:
@@ -299,6 +310,8 @@ async def _run_under(path, nb, framework, timeout, slots):
         except Exception as err:  # kernel did not start, lost connection, ...
             raise NotebookError(f"{path}: {framework}: kernel {kernel_name(framework)}: "
                                 f"{type(err).__name__}: {err}") from None
+        finally:
+            beat.cancel()
         print(f"{label} done in {time.monotonic() - clock['start']:.1f} s", flush=True)
     return nb
 
@@ -656,7 +669,7 @@ def _run_nbval(framework, root, timeout, xdist, lock):
         return framework, _junit_counts(xml), rc, seconds
 
 
-def run_nbval(out, frameworks=FRAMEWORKS, jobs=1, timeout=CELL_TIMEOUT, xdist=0):
+def run_nbval(out, frameworks=FRAMEWORKS, jobs=2, timeout=CELL_TIMEOUT, xdist=0):
     """nbval on ``out/<framework>``, ``jobs`` frameworks at a time; returns True when all passed."""
     _require_kernels(frameworks)
     root = Path(out).resolve()
@@ -754,7 +767,7 @@ def main(argv=None):
     add("execute", "run under every kernel, merge the outputs back (make notebooks)",
         frameworks=True, jobs=2, names=True)
     add("check", "check the structure of the tabbed notebooks", names=True)
-    nbval = add("nbval", "split, then run nbval strictly per framework", frameworks=True, out=True, jobs=1)
+    nbval = add("nbval", "split, then run nbval strictly per framework", frameworks=True, out=True, jobs=2)
     nbval.add_argument("--xdist", type=int, default=0, help="pytest-xdist workers per framework (default off)")
     args = parser.parse_args(argv)
 
