@@ -40,6 +40,19 @@ def _pyplot():
     return plt
 
 
+class _LazyPyplot:
+    """``d2l.plt``: matplotlib.pyplot, imported on first use (keeps ``import d2l_shim.torch`` light)."""
+
+    def __getattr__(self, name):
+        return getattr(_pyplot(), name)
+
+    def __repr__(self):
+        return "<lazy matplotlib.pyplot (d2l.plt)>"
+
+
+plt = _LazyPyplot()
+
+
 def _in_notebook():
     return "ipykernel" in sys.modules
 
