@@ -38,8 +38,9 @@ D2L_SOURCE = {"pytorch": "d2l/torch.py", "mxnet": "d2l/mxnet.py",
 NOTEBOOKS = ("mlp.ipynb", "mlp-scratch.ipynb", "mlp-concise.ipynb")
 CORE_CLASSES = ("HyperParameters", "ProgressBoard", "Module", "Classifier", "Trainer", "SGD",
                 "DataModule", "FashionMNIST")
-CORE_NAMES = CORE_CLASSES + ("plot", "set_figsize", "set_axes", "use_svg_display", "show_images",
-                             "add_to_class", "try_gpu", "try_all_gpus", "gpu", "cpu", "num_gpus")
+CORE_NAMES = CORE_CLASSES + ("plot", "plt", "set_figsize", "set_axes", "use_svg_display",
+                             "show_images", "add_to_class", "try_gpu", "try_all_gpus", "gpu", "cpu",
+                             "num_gpus")
 # Checked when d2l defines them for the framework (not every framework has every alias).
 ALIASES = ("float32", "arange", "zeros", "ones", "normal", "matmul", "exp", "log", "sigmoid",
            "tanh", "reshape", "get_key")
@@ -90,7 +91,7 @@ def _dotted(node):
 def d2l_api(framework):
     """Top-level names of d2l 1.0.3's module for ``framework``.
 
-    name -> {"kind": "function" | "class" | "alias", "params": [...] (functions; a class's
+    name -> {"kind": "function" | "class" | "alias" | "import", "params": [...] (functions; a class's
     __init__ if it defines one), "methods": {name: params}, "bases": [core class names],
     "target": the module path an alias stands for (e.g. 'torch.float32'), or None}.
     Where d2l defines a name twice, the last definition wins, as when Python runs the file.
@@ -106,8 +107,11 @@ def d2l_api(framework):
             for a in node.names:
                 bound = a.asname or a.name.split(".")[0]
                 imports[bound] = a.name if a.asname else bound
+                api[bound] = {"kind": "import"}  # such as d2l.np: only its existence is checked
         elif isinstance(node, ast.ImportFrom) and node.module:
-            imports.update({a.asname or a.name: f"{node.module}.{a.name}" for a in node.names})
+            for a in node.names:
+                imports[a.asname or a.name] = f"{node.module}.{a.name}"
+                api[a.asname or a.name] = {"kind": "import"}  # such as d2l.plt
         elif isinstance(node, ast.FunctionDef):
             api[node.name] = {"kind": "function", "params": _ast_params(node.args)}
         elif isinstance(node, ast.ClassDef):
@@ -330,6 +334,7 @@ def test_reading_d2l_finds_its_core_api():
     assert torch_api["float32"]["target"] == "torch.float32"
     assert d2l_api("mxnet")["zeros"]["target"] == "mxnet.np.zeros"
     assert jax_api["Module"]["params"] is None  # a flax dataclass: no __init__ of its own
+    assert torch_api["plt"]["kind"] == "import"
     assert "VAR_KEYWORD" in {kind for _, kind, _ in jax_api["Module"]["methods"]["forward"]}
     assert all(name in d2l_api(fw) for fw in FRAMEWORKS for name in CORE_NAMES)
 
