@@ -61,7 +61,14 @@ REMOVE_CELL_TAG = "remove-cell"
 # Kernel environment for stored and re-run outputs alike: matplotlib stamps SVG figures with
 # the current date unless SOURCE_DATE_EPOCH is set; D2L_PROGRESS=static makes training boards
 # emit one final figure instead of animating (nbval ignores clear_output and would see them all).
-REPRODUCIBLE_ENV = {"SOURCE_DATE_EPOCH": "0", "D2L_PROGRESS": "static"}
+# Two kernels run side by side (--jobs 2) on a 2-core machine, so each gets one compute
+# thread: oversubscribed, PyTorch was measured 12x slower per minibatch.
+ONE_THREAD_ENV = {
+    "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MXNET_CPU_WORKER_NTHREADS": "1",
+    "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1",
+    "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
+}
+REPRODUCIBLE_ENV = {"SOURCE_DATE_EPOCH": "0", "D2L_PROGRESS": "static", **ONE_THREAD_ENV}
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 

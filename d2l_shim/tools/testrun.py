@@ -41,7 +41,7 @@ def stages():
     for framework in FRAMEWORKS:
         folder = REPO / "build" / "notebooks" / framework
         command = [PY, *notebooks.nbval_command(framework, folder)[1:]]  # run by .venv's Python
-        yield f"nbval-{framework}", command, {**notebooks.REPRODUCIBLE_ENV, "D2L_PROGRESS": "static"}
+        yield f"nbval-{framework}", command, notebooks.REPRODUCIBLE_ENV
     yield "book", [[PY, "-m", "d2l_shim.tools.book", "build"]], {}
     yield "browser", [PY, *PYTEST, "tests/test_browser.py"], {}
 
