@@ -13,7 +13,9 @@ import argparse
 import os
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -32,18 +34,21 @@ MXNET_UNIT = ["tests/test_core.py", "tests/test_frameworks.py", "tests/test_impo
 
 
 def stages():
-    """(name, command, extra env): a pytest command line, or a list of plain commands run in turn."""
+    """Groups of (name, command, extra env), in order; the stages of a group may run side by side.
+
+    A command is a pytest command line, or a list of plain commands run in turn.
+    """
     unit_ignores = [f"--ignore={path}" for path in NOT_UNIT]
-    yield "unit", [PY, *PYTEST, "tests", *unit_ignores], {"D2L_TEST_FRAMEWORKS": "pytorch,tensorflow,jax"}
-    yield "unit-mxnet", [MXPY, *PYTEST, *MXNET_UNIT], {"D2L_TEST_FRAMEWORKS": "mxnet"}
-    yield "structure", [PY, *PYTEST, "tests/test_notebook_structure.py"], {}
-    yield "split", [[PY, "-m", "d2l_shim.tools.notebooks", "split"]], {}
-    for framework in FRAMEWORKS:
-        folder = REPO / "build" / "notebooks" / framework
-        command = [PY, *notebooks.nbval_command(framework, folder)[1:]]  # run by .venv's Python
-        yield f"nbval-{framework}", command, notebooks.REPRODUCIBLE_ENV
-    yield "book", [[PY, "-m", "d2l_shim.tools.book", "build"]], {}
-    yield "browser", [PY, *PYTEST, "tests/test_browser.py"], {}
+    yield [("unit", [PY, *PYTEST, "tests", *unit_ignores], {"D2L_TEST_FRAMEWORKS": "pytorch,tensorflow,jax"})]
+    yield [("unit-mxnet", [MXPY, *PYTEST, *MXNET_UNIT], {"D2L_TEST_FRAMEWORKS": "mxnet"})]
+    yield [("structure", [PY, *PYTEST, "tests/test_notebook_structure.py"], {})]
+    yield [("split", [[PY, "-m", "d2l_shim.tools.notebooks", "split"]], {})]
+    yield [(f"nbval-{framework}",
+            [PY, *notebooks.nbval_command(framework, REPO / "build" / "notebooks" / framework)[1:]],
+            notebooks.REPRODUCIBLE_ENV)
+           for framework in FRAMEWORKS]
+    yield [("book", [[PY, "-m", "d2l_shim.tools.book", "build"]], {})]
+    yield [("browser", [PY, *PYTEST, "tests/test_browser.py"], {})]
 
 
 def junit_counts(path):
@@ -68,21 +73,37 @@ def failed_cases(path):
     return names
 
 
-def run_stage(name, command, env):
+_print_lock = threading.Lock()
+
+
+def _call(command, env, prefix):
+    """Run ``command``; with a prefix, its output lines are tagged (it runs beside another stage)."""
+    if not prefix:
+        return subprocess.call(command, cwd=REPO, env=env)
+    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    for line in process.stdout:
+        with _print_lock:
+            print(f"[{prefix}] {line}", end="", flush=True)
+    return process.wait()
+
+
+def run_stage(name, command, env, parallel=False):
     print(f"\n===== {name} =====", flush=True)
+    prefix = name if parallel else None
     env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
     start = time.monotonic()
     if command and isinstance(command[0], list):  # plain commands: one check each
         rc = 0
         for step in command:
-            rc = subprocess.call(step, cwd=REPO, env=env)
+            rc = _call(step, env, prefix)
             if rc:
                 break
         counts = (0, 1, 0) if rc else (1, 0, 0)
         return counts, [f"{name}: `{' '.join(step[2:])}` exited with {rc}"] if rc else [], time.monotonic() - start
     xml = RESULTS / f"{name}.xml"
     xml.unlink(missing_ok=True)
-    rc = subprocess.call([*command, f"--junitxml={xml}"], cwd=REPO, env=env)
+    rc = _call([*command, f"--junitxml={xml}"], env, prefix)
     seconds = time.monotonic() - start
     if not xml.exists():
         return (0, 1, 0), [f"{name}: pytest exited with {rc} before writing results"], seconds
@@ -93,23 +114,39 @@ def run_stage(name, command, env):
     return (passed, failed, skipped), failures, seconds
 
 
+# Notebook kernels run with one compute thread each (notebooks.ONE_THREAD_ENV): two at a
+# time use both cores.
+PARALLEL_JOBS = 2
+
+
+def run_parallel(chosen, jobs):
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = [(name, pool.submit(run_stage, name, command, env, True)) for name, command, env in chosen]
+        return [(name, *future.result()) for name, future in futures]
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", nargs="+", metavar="STAGE", help="run only these stages")
     parser.add_argument("--list", action="store_true", help="list the stages and exit")
     args = parser.parse_args(argv)
-    all_stages = list(stages())
+    groups = list(stages())
+    names = [name for group in groups for name, _, _ in group]
     if args.list:
-        print("\n".join(name for name, _, _ in all_stages))
+        print("\n".join(names))
         return 0
-    chosen = [s for s in all_stages if not args.only or s[0] in args.only]
-    unknown = set(args.only or ()) - {name for name, _, _ in all_stages}
+    unknown = set(args.only or ()) - set(names)
     if unknown:
         parser.error(f"unknown stage(s) {', '.join(sorted(unknown))}; see --list")
     RESULTS.mkdir(parents=True, exist_ok=True)
-    totals, all_failures, lines = [0, 0, 0], [], []
-    for name, command, env in chosen:
-        (passed, failed, skipped), failures, seconds = run_stage(name, command, env)
+    totals, all_failures, lines, results = [0, 0, 0], [], [], []
+    for group in groups:
+        chosen = [stage for stage in group if not args.only or stage[0] in args.only]
+        if len(chosen) == 1:
+            results.append((chosen[0][0], *run_stage(*chosen[0])))
+        elif chosen:
+            results += run_parallel(chosen, PARALLEL_JOBS)
+    for name, (passed, failed, skipped), failures, seconds in results:
         for i, n in enumerate((passed, failed, skipped)):
             totals[i] += n
         all_failures += failures
