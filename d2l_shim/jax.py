@@ -199,7 +199,9 @@ class Trainer(training.Trainer):
 
     def prepare_training(self):
         params_key, dropout_key = jax.random.split(self.key)
-        dummy_input = next(iter(self.train_dataloader))[:-1]
+        # Shapes only. The validation loader is not shuffled, so drawing from it leaves the
+        # training order (the same in all four frameworks) untouched.
+        dummy_input = next(iter(self.val_dataloader or self.train_dataloader))[:-1]
         variables = self.model.apply_init(dummy_input, key={"params": params_key, "dropout": dropout_key})
         optimizer = self.optim() if isinstance(self.optim, SGD) else self.optim
         self.state = TrainState.create(apply_fn=self.model.apply, params=variables["params"],

@@ -92,6 +92,17 @@ class Module(nn.Block, HyperParameters):
                 params.extend(value.get_scratch_params())
         return params
 
+    def set_scratch_params_device(self, device):
+        """Move the raw-array parameters (and those of d2l submodules) to ``device``."""
+        for name in sorted(vars(self)):
+            value = getattr(self, name)
+            if isinstance(value, np.ndarray):
+                moved = value.as_in_ctx(device)
+                moved.attach_grad()  # a copy on another device has no gradient buffer yet
+                setattr(self, name, moved)
+            elif isinstance(value, Module):
+                value.set_scratch_params_device(device)
+
     def parameters(self):
         params = self.collect_params()
         return params if len(params.keys()) else self.get_scratch_params()
@@ -169,6 +180,12 @@ class Trainer(training.Trainer):
         if self.gpus:
             batch = [a.as_in_context(self.gpus[0]) for a in batch]
         return batch
+
+    def prepare_model(self, model):
+        super().prepare_model(model)
+        if self.gpus:  # the model's parameters must live where the batches go
+            model.set_scratch_params_device(self.gpus[0])
+            model.collect_params().reset_ctx(self.gpus[0])
 
     def fit_epoch(self):
         for batch in self.train_dataloader:

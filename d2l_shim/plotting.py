@@ -31,7 +31,7 @@ def to_numpy(x):
 def _pyplot():
     import matplotlib
 
-    if "ipykernel" not in sys.modules and not os.environ.get("MPLBACKEND") and not os.environ.get("DISPLAY"):
+    if not _in_notebook() and not os.environ.get("MPLBACKEND") and not os.environ.get("DISPLAY"):
         matplotlib.use("Agg")  # headless script: draw off-screen, _show_outside_notebook saves the file
     import matplotlib.pyplot as plt
 
@@ -54,7 +54,10 @@ plt = _LazyPyplot()
 
 
 def _in_notebook():
-    return "ipykernel" in sys.modules
+    """Whether this runs inside a Jupyter kernel (not merely in a process that imported ipykernel)."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    return getattr(shell, "kernel", None) is not None
 
 
 def use_svg_display():

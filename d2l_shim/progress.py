@@ -13,11 +13,10 @@ wait on the device after every batch.
 """
 
 import os
-import sys
 import time
 
 from d2l_shim.hparams import HyperParameters
-from d2l_shim.plotting import _show_outside_notebook, to_numpy
+from d2l_shim.plotting import _in_notebook, _show_outside_notebook, to_numpy
 
 REDRAW_INTERVAL = 1.0  # seconds between live redraws
 
@@ -28,7 +27,7 @@ def _as_float(value):
 
 def live_mode():
     """Whether boards animate: inside Jupyter and not asked to be static."""
-    return "ipykernel" in sys.modules and os.environ.get("D2L_PROGRESS", "live") != "static"
+    return _in_notebook() and os.environ.get("D2L_PROGRESS", "live") != "static"
 
 
 class ProgressBoard(HyperParameters):
@@ -97,7 +96,7 @@ class ProgressBoard(HyperParameters):
         fig.tight_layout()
         self._last_render = time.monotonic()
         self.redraws += 1
-        if "ipykernel" not in sys.modules:
+        if not _in_notebook():
             if final:
                 _show_outside_notebook(fig)
             return
