@@ -6,8 +6,7 @@ import subprocess
 import sys
 
 import pytest
-
-from d2l_shim import FRAMEWORKS
+from conftest import frameworks_under_test
 
 MODULE = {"pytorch": "torch", "mxnet": "mxnet", "tensorflow": "tensorflow", "jax": "jax"}
 SHIM_MODULE = {"pytorch": "d2l_shim.torch", "mxnet": "d2l_shim.mxnet",
@@ -15,14 +14,6 @@ SHIM_MODULE = {"pytorch": "d2l_shim.torch", "mxnet": "d2l_shim.mxnet",
 FRAMEWORK_PACKAGES = ("torch", "mxnet", "tensorflow", "jax", "flax", "optax", "keras")
 CORE = ["d2l_shim", "d2l_shim.plotting", "d2l_shim.hparams", "d2l_shim.progress", "d2l_shim.training",
         "d2l_shim.data", "d2l_shim.tab"]
-
-
-def frameworks_here():
-    """The frameworks of this environment: D2L_TEST_FRAMEWORKS (set by `make test`), else guessed."""
-    listed = os.environ.get("D2L_TEST_FRAMEWORKS")
-    if listed:
-        return [fw.strip() for fw in listed.split(",") if fw.strip()]
-    return ["mxnet"] if os.path.basename(sys.prefix) == ".venv-mxnet" else ["pytorch", "tensorflow", "jax"]
 
 
 def loaded_after(statement):
@@ -37,7 +28,7 @@ def test_core_modules_import_no_framework():
     assert loaded_after("\n".join(f"import {m}" for m in CORE)) == set()
 
 
-@pytest.mark.parametrize("framework", frameworks_here())
+@pytest.mark.parametrize("framework", frameworks_under_test())
 def test_framework_module_imports_only_what_its_framework_does(framework):
     baseline = loaded_after(f"import {MODULE[framework]}")
     if framework == "jax":
