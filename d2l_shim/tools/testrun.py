@@ -30,7 +30,7 @@ PYTEST = ["-m", "pytest", "-q", "--color=no", "-p", "no:cacheprovider"]
 
 # Tests run by a stage of their own (they need the split notebooks, the built book, or MXNet).
 NOT_UNIT = ["tests/test_notebook_structure.py", "tests/test_browser.py"]
-MXNET_UNIT = ["tests/test_core.py", "tests/test_frameworks.py", "tests/test_imports.py"]
+MXNET_UNIT = ["tests/test_core.py", "tests/test_data.py", "tests/test_frameworks.py", "tests/test_imports.py"]
 
 
 def stages():
