@@ -5,7 +5,7 @@ import tensorflow as tf
 
 from d2l_shim import training
 from d2l_shim.hparams import HyperParameters, add_to_class  # noqa: F401 (re-exported for the book)
-from d2l_shim.plotting import plot, set_axes, set_figsize, show_images, use_svg_display  # noqa: F401
+from d2l_shim.plotting import plot, plt, set_axes, set_figsize, show_images, use_svg_display  # noqa: F401
 from d2l_shim.progress import ProgressBoard
 
 # Tensor aliases the chapter uses (d2l names).
