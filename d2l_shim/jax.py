@@ -208,6 +208,7 @@ class Trainer(training.Trainer):
                                        batch_stats=variables.get("batch_stats", {}),
                                        dropout_rng=dropout_key, tx=optimizer)
         self.fused_step = self._fused_train_step()
+        self.fused_val = self._fused_val_step()
 
     def _fused_train_step(self):
         """Loss, gradient and update in one jitted call, unless the model customises training_step."""
@@ -222,6 +223,18 @@ class Trainer(training.Trainer):
             if self.gradient_clip_val > 0:
                 grads = self.clip_gradients(self.gradient_clip_val, grads)
             return state.apply_gradients(grads=grads), loss
+        return step
+
+    def _fused_val_step(self):
+        """Classifier.validation_step's loss and accuracy in one jitted call (XLA shares the forward pass)."""
+        model = self.model
+        if type(model).validation_step is not Classifier.validation_step:
+            return None
+
+        @jax.jit
+        def step(state, batch):
+            loss, _ = model.loss(state.params, batch[:-1], batch[-1], state)
+            return loss, model.accuracy(state.params, batch[:-1], batch[-1], state)
         return step
 
     def fit_epoch(self):
@@ -239,7 +252,13 @@ class Trainer(training.Trainer):
         if self.val_dataloader is None:
             return
         for batch in self.val_dataloader:
-            self.model.validation_step(self.state.params, self.prepare_batch(batch), self.state)
+            batch = self.prepare_batch(batch)
+            if self.fused_val is not None:
+                loss, acc = self.fused_val(self.state, batch)
+                self.model.plot("loss", loss, train=False)
+                self.model.plot("acc", acc, train=False)
+            else:
+                self.model.validation_step(self.state.params, batch, self.state)
             self.val_batch_idx += 1
 
     def clip_gradients(self, grad_clip_val, grads):

@@ -105,7 +105,7 @@ class Classifier(Module):
     def accuracy(self, Y_hat, Y, averaged=True):
         Y_hat = tf.reshape(Y_hat, (-1, Y_hat.shape[-1]))
         preds = tf.cast(tf.argmax(Y_hat, axis=1), Y.dtype)
-        correct = tf.cast(preds == tf.reshape(Y, -1), tf.float32)
+        correct = tf.cast(preds == tf.reshape(Y, (-1,)), tf.float32)
         return tf.reduce_mean(correct) if averaged else correct
 
     def loss(self, Y_hat, Y, averaged=True):
@@ -146,21 +146,55 @@ class FashionMNIST(training.FashionMNIST, DataModule):
 
 
 class Trainer(training.Trainer):
-    """Eager training loop with ``tf.GradientTape``, as the book teaches it."""
+    """The book's ``tf.GradientTape`` loop, with the default steps run as ``tf.function`` graphs.
+
+    Keras compiles the steps of its own ``fit`` the same way: an eager step costs several
+    times its arithmetic here. A model that overrides ``training_step`` (or
+    ``validation_step``), or sets ``run_eagerly = True``, runs that step eagerly.
+    """
+
+    def prepare_training(self):
+        model = self.model
+        default_train = type(model).training_step is Module.training_step
+        default_val = type(model).validation_step is Classifier.validation_step
+        self.train_graph = tf.function(self._train_step) if default_train and not model.run_eagerly else None
+        self.val_graph = tf.function(self._val_loss_acc) if default_val and not model.run_eagerly else None
+
+    def _train_step(self, batch, plot=False):
+        with tf.GradientTape() as tape:
+            if plot:
+                loss = self.model.training_step(batch)
+            else:  # Module.training_step without its plot (a Python side effect, done by the caller)
+                loss = self.model.loss(self.model(*batch[:-1]), batch[-1])
+        grads = tape.gradient(loss, self.model.trainable_variables)
+        if self.gradient_clip_val > 0:
+            grads = self.clip_gradients(self.gradient_clip_val, grads)
+        self.optim.apply_gradients(zip(grads, self.model.trainable_variables))
+        return loss
+
+    def _val_loss_acc(self, batch):
+        """What Classifier.validation_step plots, computed in a graph."""
+        Y_hat = self.model(*batch[:-1])
+        return self.model.loss(Y_hat, batch[-1]), self.model.accuracy(Y_hat, batch[-1])
 
     def fit_epoch(self):
         for batch in self.train_dataloader:
-            with tf.GradientTape() as tape:
-                loss = self.model.training_step(self.prepare_batch(batch))
-            grads = tape.gradient(loss, self.model.trainable_variables)
-            if self.gradient_clip_val > 0:
-                grads = self.clip_gradients(self.gradient_clip_val, grads)
-            self.optim.apply_gradients(zip(grads, self.model.trainable_variables))
+            batch = tuple(self.prepare_batch(batch))
+            if self.train_graph is not None:
+                self.model.plot("loss", self.train_graph(batch), train=True)
+            else:
+                self._train_step(batch, plot=True)
             self.train_batch_idx += 1
         if self.val_dataloader is None:
             return
         for batch in self.val_dataloader:
-            self.model.validation_step(self.prepare_batch(batch))
+            batch = tuple(self.prepare_batch(batch))
+            if self.val_graph is not None:
+                loss, acc = self.val_graph(batch)
+                self.model.plot("loss", loss, train=False)
+                self.model.plot("acc", acc, train=False)
+            else:
+                self.model.validation_step(batch)
             self.val_batch_idx += 1
 
     def clip_gradients(self, grad_clip_val, grads):

@@ -1,0 +1,272 @@
+"""``make bench``: how fast d2l_shim trains the chapter's MLPs, next to a minimal loop.
+
+    .venv/bin/python bench/bench.py [--epochs 10] [--frameworks pytorch,jax] [--no-notebooks]
+
+For each framework a worker (``bench/worker.py``, run with the interpreter that has the
+framework) trains the chapter's scratch and concise MLPs (784-256-10, batch 256, lr 0.1)
+through ``d2l.Trainer.fit`` and through a hand-written loop over pre-batched tensors,
+epoch by epoch in turn, and times imports. This script adds the compute floor (FLOPs per
+epoch over the measured float32 matmul rate) and the wall time of every split notebook
+under every kernel, prints one markdown report and writes it to ``build/bench.md``.
+"""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from d2l_shim import FRAMEWORKS  # noqa: E402 (after the path set-up, for a fresh clone)
+from d2l_shim.tools.kernels import QUIET_ENV, kernel_name  # noqa: E402
+
+PYTHON = {fw: REPO / (".venv-mxnet" if fw == "mxnet" else ".venv") / "bin" / "python" for fw in FRAMEWORKS}
+SPLIT_DIR = REPO / "build" / "notebooks"
+OUTPUT = REPO / "build" / "bench.md"
+# The chapter's network and data: 60,000 training images, 784-256-10.
+TRAIN_EXAMPLES, LAYERS = 60_000, (784, 256, 10)
+# Forward (2 FLOPs per multiply-add) plus backward (twice the forward) for every weight.
+EPOCH_FLOPS = 3 * 2 * TRAIN_EXAMPLES * sum(a * b for a, b in zip(LAYERS, LAYERS[1:]))
+WORKER_TIMEOUT_S = 3600
+NOTEBOOK_TIMEOUT_S = 1800
+
+
+def log(message):
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+def ratio(x):
+    return f"{x:.2f}x"
+
+
+# ---------------------------------------------------------------------------------------------
+# Measurements
+
+
+def run_worker(framework, epochs):
+    """Run ``bench/worker.py`` for one framework; its JSON result (or an error dict)."""
+    python = PYTHON[framework]
+    if not python.exists():
+        return {"error": f"{python} does not exist: run `make setup`"}
+    # The kernels' environment (TensorFlow's oneDNN setting included), so that timings match
+    # the notebooks; a static board and an off-screen matplotlib backend.
+    env = {**os.environ, **QUIET_ENV, "D2L_PROGRESS": "static", "MPLBACKEND": "Agg"}
+    command = [str(python), str(REPO / "bench" / "worker.py"), framework, "--epochs", str(epochs)]
+    start = time.perf_counter()
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO,
+                              timeout=WORKER_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        return {"error": f"worker ran past {WORKER_TIMEOUT_S} s"}
+    if done.returncode != 0:
+        tail = done.stderr.strip().splitlines()[-5:]
+        return {"error": f"worker exited with {done.returncode}: " + " | ".join(tail)}
+    log(f"{framework}: done in {time.perf_counter() - start:.0f} s")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def split_notebooks():
+    """The split notebooks per framework (making them first when some are missing)."""
+    sources = sorted((REPO / "chapter_mlp").glob("*.ipynb"))
+    found = {fw: sorted((SPLIT_DIR / fw / "chapter_mlp").glob("*.ipynb")) for fw in FRAMEWORKS}
+    if sources and any(len(paths) < len(sources) for paths in found.values()):
+        log("splitting the chapter's notebooks (python -m d2l_shim.tools.notebooks split)")
+        subprocess.run([str(PYTHON["pytorch"]), "-m", "d2l_shim.tools.notebooks", "split"], cwd=REPO, check=True)
+        found = {fw: sorted((SPLIT_DIR / fw / "chapter_mlp").glob("*.ipynb")) for fw in FRAMEWORKS}
+    return found
+
+
+def notebook_seconds(path, framework):
+    """Wall seconds to run one split notebook under ``d2l-<framework>``, kernel start included."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(path, as_version=4)
+    with tempfile.TemporaryDirectory(prefix="d2l-bench-figures-") as figures:
+        env = {**os.environ, "D2L_PROGRESS": "static", "D2L_FIGURE_DIR": figures}
+        client = NotebookClient(nb, kernel_name=kernel_name(framework), timeout=NOTEBOOK_TIMEOUT_S,
+                                resources={"metadata": {"path": str(path.parent)}})
+        start = time.perf_counter()
+        client.execute(env=env)
+        return time.perf_counter() - start
+
+
+def time_notebooks(frameworks):
+    """{notebook name: {framework: seconds or an error string}}."""
+    times = {}
+    for framework, paths in split_notebooks().items():
+        if framework not in frameworks:
+            continue
+        for path in paths:
+            log(f"notebook {path.name} under d2l-{framework}")
+            try:
+                result = notebook_seconds(path, framework)
+            except Exception as err:  # a broken notebook is reported in the table, not fatal
+                result = f"failed ({type(err).__name__})"
+                log(f"  {path.name} under d2l-{framework} failed: {err}".splitlines()[0])
+            times.setdefault(path.stem, {})[framework] = result
+    return times
+
+
+def machine():
+    """One line: CPU model, cores, memory, load, OS, Python."""
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2 ** 30
+    return (f"{cpu}, {cores} cores, {memory:.0f} GiB, {platform.system()} {platform.release()}, "
+            f"Python {platform.python_version()}")
+
+
+def load_average():
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+
+
+# ---------------------------------------------------------------------------------------------
+# Report
+
+
+def training_table(results, floor_s):
+    rows = ["| framework | model | d2l_shim s/epoch | minimal s/epoch | shim/minimal | shim/floor | "
+            "minimal/floor | whole fit s | val acc shim / minimal |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for framework, result in results.items():
+        if "error" in result:
+            rows.append(f"| {framework} | - | failed: see the log | | | | | | |")
+            continue
+        for name, model in result["models"].items():
+            shim = statistics.median(model["shim_epoch_s"])
+            minimal = statistics.median(model["minimal_epoch_s"])
+            accs = f"{model['shim_metrics']['val_acc']:.3f} / {model['minimal_metrics']['val_acc']:.3f}"
+            rows.append(f"| {framework} | {name} | {shim:.3f} | {minimal:.3f} | {ratio(shim / minimal)} | "
+                        f"{ratio(shim / floor_s)} | {ratio(minimal / floor_s)} | {model['shim_fit_s']:.1f} | {accs} |")
+    return rows
+
+
+def import_table(results):
+    rows = ["| framework | import framework s | import d2l_shim.&lt;fw&gt; s | d2l_shim's own s |",
+            "|---|---:|---:|---:|"]
+    for framework, result in results.items():
+        imports = result.get("imports")
+        if imports:
+            rows.append(f"| {framework} | {imports['framework']:.2f} | {imports['shim']:.2f} | "
+                        f"{imports['shim'] - imports['framework']:+.2f} |")
+    return rows
+
+
+def notebook_table(times, frameworks):
+    rows = ["| notebook | " + " | ".join(frameworks) + " |", "|---|" + "---:|" * len(frameworks)]
+    for name, per_framework in sorted(times.items()):
+        cells = [per_framework.get(fw, "-") for fw in frameworks]
+        rows.append(f"| {name} | " + " | ".join(f"{c:.1f}" if isinstance(c, float) else c for c in cells) + " |")
+    return rows
+
+
+def report(results, notebooks, epochs, started, load_before, load_after):
+    ok = {fw: r for fw, r in results.items() if "error" not in r}
+    rates = {fw: r["matmul_gflops"] for fw, r in ok.items()}
+    best = max(rates, key=rates.get) if rates else None
+    floor_s = EPOCH_FLOPS / (rates[best] * 1e9) if best else float("nan")
+    versions = "; ".join(", ".join(f"{k} {v}" for k, v in r["versions"].items() if isinstance(v, str) and v)
+                         for r in ok.values())
+    lines = [
+        "# d2l_shim training speed",
+        "",
+        f"Run {started:%Y-%m-%d %H:%M} UTC on {machine()}; load average {load_before:.1f} before, "
+        f"{load_after:.1f} after. {versions}.",
+        "",
+        f"Compute floor: {EPOCH_FLOPS / 1e9:.1f} GFLOP per epoch "
+        f"(3 x 2 x {TRAIN_EXAMPLES} x ({LAYERS[0]}x{LAYERS[1]} + {LAYERS[1]}x{LAYERS[2]})) / "
+        + (f"{rates[best]:.0f} GFLOP/s (best float32 2048x2048 matmul, {best}) = {floor_s:.3f} s/epoch. "
+           if best else "no matmul rate measured. ")
+        + "Matmul GFLOP/s per framework: " + ", ".join(f"{fw} {rate:.0f}" for fw, rate in rates.items()) + ".",
+        "",
+        f"## Training: median seconds per epoch over {epochs} epochs",
+        "",
+        *training_table(results, floor_s),
+        "",
+        "Each model is trained by both sides in the same process, in turn epoch by epoch, after a "
+        "one-epoch warm-up of each. **d2l_shim** = `Trainer.fit` (non-interactive board): "
+        "`fit_epoch` (235 shuffled minibatches of 256 gathered from in-memory tensors, forward, "
+        "loss, backward, SGD update, loss sent to the progress board; then 40 validation "
+        "minibatches: forward, loss and accuracy sent to the board) plus `report_epoch` (the epoch "
+        "means, printed). **minimal** = a hand-written loop over the same data pre-batched once in "
+        "order: the same 235 training steps (per-batch loss kept), then the 40 validation batches "
+        "(loss and accuracy), the three means converted to floats at the end; it uses the "
+        "framework's compiler where it has one (JAX `jit`, TensorFlow `tf.function` step, MXNet "
+        "`hybridize` for the gluon net and loss; PyTorch runs eagerly). *whole fit*: one "
+        "`Trainer.fit` call end to end (setup, compilation, final figure).",
+        "",
+        "## Import time (fresh interpreter, median)",
+        "",
+        *import_table(results),
+        "",
+    ]
+    if notebooks:
+        lines += ["## Notebook wall time, seconds (kernel start to last cell, `D2L_PROGRESS=static`)", "",
+                  *notebook_table(notebooks, list(results)), ""]
+    return "\n".join(lines)
+
+
+def write_atomically(path, text):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(handle, "w") as out:
+        out.write(text)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=10, help="timed epochs per model and side (default 10)")
+    parser.add_argument("--frameworks", default=",".join(FRAMEWORKS),
+                        help="comma list (default: " + ",".join(FRAMEWORKS) + ")")
+    parser.add_argument("--no-notebooks", action="store_true", help="skip the notebook wall times")
+    parser.add_argument("--output", type=Path, default=OUTPUT, help=f"default {OUTPUT.relative_to(REPO)}")
+    args = parser.parse_args(argv)
+    frameworks = [fw.strip() for fw in args.frameworks.split(",") if fw.strip()]
+    unknown = [fw for fw in frameworks if fw not in FRAMEWORKS]
+    if unknown or not frameworks:
+        parser.error(f"unknown framework(s) {unknown or frameworks}; choose from {', '.join(FRAMEWORKS)}")
+    if args.epochs < 1:
+        parser.error("--epochs must be at least 1")
+    from d2l_shim import data
+
+    problems = data.verify()
+    if problems:
+        parser.exit(2, f"bench: the Fashion-MNIST cache is not ready ({problems[0]}); run `make data`\n")
+
+    started, load_before = datetime.now(timezone.utc), load_average()
+    if load_before > (os.cpu_count() or 1):
+        log(f"warning: load average {load_before:.1f} on {os.cpu_count()} cores: timings will be noisy")
+    results = {}
+    for framework in frameworks:
+        log(f"{framework}: {args.epochs} epochs x 2 models x (d2l_shim, minimal), plus imports")
+        results[framework] = run_worker(framework, args.epochs)
+        if "error" in results[framework]:
+            log(f"{framework}: {results[framework]['error']}")
+    notebooks = {} if args.no_notebooks else time_notebooks(frameworks)
+    text = report(results, notebooks, args.epochs, started, load_before, load_average())
+    write_atomically(args.output, text)
+    print(text)
+    log(f"wrote {args.output}")
+    return 1 if any("error" in r for r in results.values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
