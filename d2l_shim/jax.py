@@ -173,8 +173,9 @@ class DataModule(training.DataModule):
 
 
 @jax.jit
-def _take(tensor, indices):
-    return jnp.take(tensor, indices, axis=0)
+def _take(tensors, indices):
+    # Indexing assumes in-bounds indices; jnp.take's default mode would also mask out-of-bounds ones.
+    return tuple(t[indices] for t in tensors)
 
 
 class FashionMNIST(training.FashionMNIST, DataModule):

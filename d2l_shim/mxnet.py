@@ -157,8 +157,9 @@ class DataModule(training.DataModule):
                                          rng=getattr(self, "rng", None))
 
 
-def _take(tensor, indices):
-    return tensor.take(np.array(indices, dtype=onp.int64), axis=0)
+def _take(tensors, indices):
+    indices = np.array(indices, dtype=onp.int64)
+    return tuple(t.take(indices, axis=0) for t in tensors)
 
 
 class FashionMNIST(training.FashionMNIST, DataModule):

@@ -133,8 +133,13 @@ class SGD(HyperParameters):
 class DataModule(training.DataModule):
     def get_tensorloader(self, tensors, train, indices=slice(0, None)):
         tensors = tuple(t[indices] for t in tensors)
-        return training.IndexBatchLoader(tensors, self.batch_size, train, take=tf.gather,
+        return training.IndexBatchLoader(tensors, self.batch_size, train, take=_take,
                                          rng=getattr(self, "rng", None))
+
+
+def _take(tensors, indices):
+    indices = tf.constant(indices)
+    return tuple(tf.gather(t, indices) for t in tensors)
 
 
 class FashionMNIST(training.FashionMNIST, DataModule):

@@ -135,7 +135,7 @@ class _TensorBatches(torch.utils.data.Dataset):
 
     def __getitem__(self, indices):
         indices = torch.from_numpy(indices)
-        return tuple(t[indices] for t in self.tensors)
+        return tuple(t.index_select(0, indices) for t in self.tensors)  # faster than t[indices]
 
 
 class DataModule(training.DataModule):

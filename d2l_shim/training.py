@@ -116,7 +116,9 @@ class IndexBatches:
 class IndexBatchLoader:
     """Minibatches of in-memory tensors: one gather per tensor per batch, no per-example work.
 
-    ``take(tensor, indices)`` is the framework's gather.
+    ``take(tensors, indices)`` is the framework's gather of the rows ``indices`` (an int64
+    numpy array) from each of ``tensors``; one call per batch, so the indices are converted
+    to the framework once per batch, not once per tensor.
     """
 
     def __init__(self, tensors, batch_size, shuffle, take, rng=None):
@@ -129,7 +131,7 @@ class IndexBatchLoader:
 
     def __iter__(self):
         for indices in self.batches:
-            yield tuple(self.take(t, indices) for t in self.tensors)
+            yield self.take(self.tensors, indices)
 
 
 class FashionMNIST(DataModule):
