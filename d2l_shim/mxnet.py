@@ -50,7 +50,7 @@ def try_all_gpus():
 _cross_entropy = gluon.loss.SoftmaxCrossEntropyLoss()
 
 
-class Module(nn.Block, HyperParameters):
+class Module(training.ModelSteps, nn.Block):
     """Base class of models: a gluon ``Block`` that knows how to train and plot itself.
 
     Models built from raw arrays (``self.W = np.random.normal(...)``) are trained with
@@ -61,25 +61,6 @@ class Module(nn.Block, HyperParameters):
         super().__init__()
         self.save_hyperparameters()
         self.board = ProgressBoard()
-
-    def loss(self, y_hat, y):
-        raise NotImplementedError
-
-    def forward(self, X):
-        assert hasattr(self, "net"), "define self.net or override forward"
-        return self.net(X)
-
-    def plot(self, key, value, train):
-        training.plot_point(self, key, value, train)
-
-    def training_step(self, batch):
-        loss = self.loss(self(*batch[:-1]), batch[-1])
-        self.plot("loss", loss, train=True)
-        return loss
-
-    def validation_step(self, batch):
-        loss = self.loss(self(*batch[:-1]), batch[-1])
-        self.plot("loss", loss, train=False)
 
     def get_scratch_params(self):
         """The raw ``np.ndarray`` attributes of this model (and of its d2l submodules)."""
@@ -114,13 +95,8 @@ class Module(nn.Block, HyperParameters):
         return gluon.Trainer(params, "sgd", {"learning_rate": self.lr})
 
 
-class Classifier(Module):
+class Classifier(training.ClassifierSteps, Module):
     """Base class of classifiers: cross-entropy loss, accuracy, validation accuracy plotting."""
-
-    def validation_step(self, batch):
-        Y_hat = self(*batch[:-1])
-        self.plot("loss", self.loss(Y_hat, batch[-1]), train=False)
-        self.plot("acc", self.accuracy(Y_hat, batch[-1]), train=False)
 
     def accuracy(self, Y_hat, Y, averaged=True):
         Y_hat = Y_hat.reshape((-1, Y_hat.shape[-1]))

@@ -44,7 +44,7 @@ def try_all_gpus():
     return [gpu(i) for i in range(num_gpus())] or [cpu()]
 
 
-class Module(tf.keras.Model, HyperParameters):
+class Module(training.ModelSteps, tf.keras.Model):
     """Base class of models: a Keras ``Model`` that knows how to train and plot itself."""
 
     def __init__(self, plot_train_per_epoch=2, plot_valid_per_epoch=1):
@@ -54,13 +54,6 @@ class Module(tf.keras.Model, HyperParameters):
         vars(self).pop("loss", None)
         self.save_hyperparameters()
         self.board = ProgressBoard()
-
-    def loss(self, y_hat, y):
-        raise NotImplementedError
-
-    def forward(self, X):
-        assert hasattr(self, "net"), "define self.net or override forward"
-        return self.net(X)
 
     def call(self, X, *args, **kwargs):
         return self.forward(X, *args)  # Keras may pass training=...; our models do not use it
@@ -75,18 +68,6 @@ class Module(tf.keras.Model, HyperParameters):
                if isinstance(value, tf.Variable) and value.trainable]
         return list(super().trainable_variables) + raw
 
-    def plot(self, key, value, train):
-        training.plot_point(self, key, value, train)
-
-    def training_step(self, batch):
-        loss = self.loss(self(*batch[:-1]), batch[-1])
-        self.plot("loss", loss, train=True)
-        return loss
-
-    def validation_step(self, batch):
-        loss = self.loss(self(*batch[:-1]), batch[-1])
-        self.plot("loss", loss, train=False)
-
     def configure_optimizers(self):
         return tf.keras.optimizers.SGD(self.lr)
 
@@ -94,13 +75,8 @@ class Module(tf.keras.Model, HyperParameters):
 _cross_entropy = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="none")
 
 
-class Classifier(Module):
+class Classifier(training.ClassifierSteps, Module):
     """Base class of classifiers: cross-entropy loss, accuracy, validation accuracy plotting."""
-
-    def validation_step(self, batch):
-        Y_hat = self(*batch[:-1])
-        self.plot("loss", self.loss(Y_hat, batch[-1]), train=False)
-        self.plot("acc", self.accuracy(Y_hat, batch[-1]), train=False)
 
     def accuracy(self, Y_hat, Y, averaged=True):
         Y_hat = tf.reshape(Y_hat, (-1, Y_hat.shape[-1]))

@@ -46,7 +46,7 @@ def try_all_gpus():
     return [gpu(i) for i in range(num_gpus())] or [cpu()]
 
 
-class Module(nn.Module, HyperParameters):
+class Module(training.ModelSteps, nn.Module):
     """Base class of models: a ``torch.nn.Module`` that knows how to train and plot itself."""
 
     def __init__(self, plot_train_per_epoch=2, plot_valid_per_epoch=1):
@@ -54,24 +54,8 @@ class Module(nn.Module, HyperParameters):
         self.save_hyperparameters()
         self.board = ProgressBoard()
 
-    def loss(self, y_hat, y):
-        raise NotImplementedError
-
-    def forward(self, X):
-        assert hasattr(self, "net"), "define self.net or override forward"
-        return self.net(X)
-
     def plot(self, key, value, train):
         training.plot_point(self, key, value.detach(), train)
-
-    def training_step(self, batch):
-        loss = self.loss(self(*batch[:-1]), batch[-1])
-        self.plot("loss", loss, train=True)
-        return loss
-
-    def validation_step(self, batch):
-        loss = self.loss(self(*batch[:-1]), batch[-1])
-        self.plot("loss", loss, train=False)
 
     def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=self.lr)
@@ -83,13 +67,8 @@ class Module(nn.Module, HyperParameters):
             self.net.apply(init)
 
 
-class Classifier(Module):
+class Classifier(training.ClassifierSteps, Module):
     """Base class of classifiers: cross-entropy loss, accuracy, validation accuracy plotting."""
-
-    def validation_step(self, batch):
-        Y_hat = self(*batch[:-1])
-        self.plot("loss", self.loss(Y_hat, batch[-1]), train=False)
-        self.plot("acc", self.accuracy(Y_hat, batch[-1]), train=False)
 
     def accuracy(self, Y_hat, Y, averaged=True):
         Y_hat = Y_hat.reshape((-1, Y_hat.shape[-1]))

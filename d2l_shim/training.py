@@ -34,6 +34,44 @@ def plot_point(model, key, value, train):
     model.board.draw(x, value, ("train_" if train else "val_") + key, every_n=int(every_n))
 
 
+class ModelSteps(HyperParameters):
+    """What d2l's ``Module`` does the same way in PyTorch, MXNet and TensorFlow.
+
+    Framework modules list it before their framework's base class
+    (``class Module(ModelSteps, nn.Module)``) so that ``forward`` here wins over the
+    base class's placeholder. JAX differs (parameters live outside the model) and
+    defines its own.
+    """
+
+    def loss(self, y_hat, y):
+        raise NotImplementedError
+
+    def forward(self, X):
+        assert hasattr(self, "net"), "define self.net or override forward"
+        return self.net(X)
+
+    def plot(self, key, value, train):
+        plot_point(self, key, value, train)
+
+    def training_step(self, batch):
+        loss = self.loss(self(*batch[:-1]), batch[-1])
+        self.plot("loss", loss, train=True)
+        return loss
+
+    def validation_step(self, batch):
+        loss = self.loss(self(*batch[:-1]), batch[-1])
+        self.plot("loss", loss, train=False)
+
+
+class ClassifierSteps:
+    """d2l's ``Classifier.validation_step``: validation loss and accuracy, for every framework but JAX."""
+
+    def validation_step(self, batch):
+        Y_hat = self(*batch[:-1])
+        self.plot("loss", self.loss(Y_hat, batch[-1]), train=False)
+        self.plot("acc", self.accuracy(Y_hat, batch[-1]), train=False)
+
+
 class Trainer(HyperParameters):
     """Fit a model to data; framework subclasses define ``fit_epoch`` and the batch hooks."""
 
