@@ -26,8 +26,8 @@ def versions():
             "xla_flags": os.environ.get("XLA_FLAGS", "")}
 
 
-def matmul_seconds(n):
-    a, b = jnp.ones((n, n)), jnp.ones((n, n))
+def matmul_seconds(m, k, n):
+    a, b = jnp.ones((m, k)), jnp.ones((k, n))
     a.block_until_ready(), b.block_until_ready()
     start = time.perf_counter()
     jnp.matmul(a, b).block_until_ready()
@@ -119,7 +119,6 @@ class Minimal:
     """Pre-batched arrays; each training and validation step is one jitted call."""
 
     def __init__(self, name, arrays, batch_size, lr, num_hiddens):
-        self.name, self.num_hiddens = name, num_hiddens
         self.train, self.val = ([(jnp.asarray(images[i:i + batch_size]), jnp.asarray(labels[i:i + batch_size], jnp.int32))
                                  for i in range(0, len(images), batch_size)]
                                 for images, labels in (arrays["train"], arrays["val"]))
@@ -150,14 +149,10 @@ class Minimal:
             return loss_of_logits(Y_hat, y), (Y_hat.argmax(axis=1) == y).mean()
 
         self.train_step, self.val_step = train_step, val_step
-        self.key = jax.random.PRNGKey(0)
-        self.init_params()
-
-    def init_params(self):
-        self.key, key1, key2 = jax.random.split(self.key, 3)
-        if self.name == "scratch":
-            self.params = (0.01 * jax.random.normal(key1, (NUM_INPUTS, self.num_hiddens)), jnp.zeros(self.num_hiddens),
-                           0.01 * jax.random.normal(key2, (self.num_hiddens, NUM_OUTPUTS)), jnp.zeros(NUM_OUTPUTS))
+        key1, key2 = jax.random.split(jax.random.PRNGKey(0))
+        if name == "scratch":
+            self.params = (0.01 * jax.random.normal(key1, (NUM_INPUTS, num_hiddens)), jnp.zeros(num_hiddens),
+                           0.01 * jax.random.normal(key2, (num_hiddens, NUM_OUTPUTS)), jnp.zeros(NUM_OUTPUTS))
         else:
             self.params = self.net.init(key1, self.train[0][0])
         self.opt_state = self.tx.init(self.params)

@@ -25,8 +25,8 @@ def versions():
     return {"mxnet": mx.__version__, "env": env}
 
 
-def matmul_seconds(n):
-    a, b = np.random.uniform(size=(n, n)), np.random.uniform(size=(n, n))
+def matmul_seconds(m, k, n):
+    a, b = np.random.uniform(size=(m, k)), np.random.uniform(size=(k, n))
     npx.waitall()
     start = time.perf_counter()
     np.dot(a, b).wait_to_read()
@@ -100,11 +100,16 @@ class Minimal:
     """Pre-batched arrays; the concise net and its loss are hybridized (MXNet's compiled mode)."""
 
     def __init__(self, name, arrays, batch_size, lr, num_hiddens):
-        self.name, self.lr, self.num_hiddens = name, lr, num_hiddens
+        self.name, self.lr = name, lr
         self.train, self.val = ([(np.array(images[i:i + batch_size]), np.array(labels[i:i + batch_size], dtype="int32"))
                                  for i in range(0, len(images), batch_size)]
                                 for images, labels in (arrays["train"], arrays["val"]))
         if name == "scratch":
+            self.params = [np.random.normal(0, 0.01, (NUM_INPUTS, num_hiddens)), np.zeros(num_hiddens),
+                           np.random.normal(0, 0.01, (num_hiddens, NUM_OUTPUTS)), np.zeros(NUM_OUTPUTS)]
+            for param in self.params:
+                param.attach_grad()
+            self.net = lambda X: scratch_forward(X, *self.params)
             self.loss = cross_entropy
         else:
             self.net = nn.HybridSequential()
@@ -115,17 +120,6 @@ class Minimal:
             loss.hybridize()
             self.loss = lambda Y_hat, y: loss(Y_hat, y).mean()
             self.trainer = gluon.Trainer(self.net.collect_params(), "sgd", {"learning_rate": lr})
-        self.init_params()
-
-    def init_params(self):
-        if self.name == "concise":
-            self.net.initialize(force_reinit=True)
-            return
-        self.params = [np.random.normal(0, 0.01, (NUM_INPUTS, self.num_hiddens)), np.zeros(self.num_hiddens),
-                       np.random.normal(0, 0.01, (self.num_hiddens, NUM_OUTPUTS)), np.zeros(NUM_OUTPUTS)]
-        for param in self.params:
-            param.attach_grad()
-        self.net = lambda X: scratch_forward(X, *self.params)
 
     def step(self, X, y):
         with autograd.record():

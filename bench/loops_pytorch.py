@@ -20,8 +20,8 @@ def versions():
     return {"torch": torch.__version__, "threads": torch.get_num_threads()}
 
 
-def matmul_seconds(n):
-    a, b = torch.rand(n, n), torch.rand(n, n)
+def matmul_seconds(m, k, n):
+    a, b = torch.rand(m, k), torch.rand(k, n)
     start = time.perf_counter()
     torch.mm(a, b)
     return time.perf_counter() - start
@@ -94,25 +94,22 @@ class Minimal:
     """Pre-batched tensors, eager steps (PyTorch's normal mode), no d2l_shim involved."""
 
     def __init__(self, name, arrays, batch_size, lr, num_hiddens):
-        self.name, self.lr, self.num_hiddens = name, lr, num_hiddens
+        self.name, self.lr = name, lr
         self.train, self.val = (list(zip(torch.from_numpy(images).split(batch_size),
                                          torch.from_numpy(labels).split(batch_size)))
                                 for images, labels in (arrays["train"], arrays["val"]))
-        self.init_params()
-
-    def init_params(self):
-        if self.name == "scratch":
-            self.params = [(torch.randn(NUM_INPUTS, self.num_hiddens) * 0.01).requires_grad_(),
-                           torch.zeros(self.num_hiddens, requires_grad=True),
-                           (torch.randn(self.num_hiddens, NUM_OUTPUTS) * 0.01).requires_grad_(),
+        if name == "scratch":
+            self.params = [(torch.randn(NUM_INPUTS, num_hiddens) * 0.01).requires_grad_(),
+                           torch.zeros(num_hiddens, requires_grad=True),
+                           (torch.randn(num_hiddens, NUM_OUTPUTS) * 0.01).requires_grad_(),
                            torch.zeros(NUM_OUTPUTS, requires_grad=True)]
             self.net = lambda X: scratch_forward(X, *self.params)
             self.loss = cross_entropy
         else:
-            self.net = concise_net(self.num_hiddens)
+            self.net = concise_net(num_hiddens)
             self.net(self.train[0][0])  # materialise the lazy layers
             self.loss = F.cross_entropy
-            self.optim = torch.optim.SGD(self.net.parameters(), lr=self.lr)
+            self.optim = torch.optim.SGD(self.net.parameters(), lr=lr)
 
     def step(self, X, y):
         loss = self.loss(self.net(X), y)

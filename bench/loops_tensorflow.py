@@ -22,8 +22,8 @@ def versions():
                         "inter_op": threads.get_inter_op_parallelism_threads()}}
 
 
-def matmul_seconds(n):
-    a, b = tf.random.uniform((n, n)), tf.random.uniform((n, n))
+def matmul_seconds(m, k, n):
+    a, b = tf.random.uniform((m, k)), tf.random.uniform((k, n))
     start = time.perf_counter()
     tf.matmul(a, b).numpy()
     return time.perf_counter() - start
@@ -102,13 +102,15 @@ class Minimal:
     """Pre-batched tensors; each training and validation step is a ``tf.function`` (the usual idiom)."""
 
     def __init__(self, name, arrays, batch_size, lr, num_hiddens):
-        self.name, self.lr, self.num_hiddens = name, lr, num_hiddens
+        self.name, self.lr = name, lr
         self.train, self.val = ([(tf.constant(images[i:i + batch_size]), tf.constant(labels[i:i + batch_size], tf.int32))
                                  for i in range(0, len(images), batch_size)]
                                 for images, labels in (arrays["train"], arrays["val"]))
         if name == "scratch":
-            self.params = [tf.Variable(tf.zeros((NUM_INPUTS, num_hiddens))), tf.Variable(tf.zeros(num_hiddens)),
-                           tf.Variable(tf.zeros((num_hiddens, NUM_OUTPUTS))), tf.Variable(tf.zeros(NUM_OUTPUTS))]
+            self.params = [tf.Variable(tf.random.normal((NUM_INPUTS, num_hiddens)) * 0.01),
+                           tf.Variable(tf.zeros(num_hiddens)),
+                           tf.Variable(tf.random.normal((num_hiddens, NUM_OUTPUTS)) * 0.01),
+                           tf.Variable(tf.zeros(NUM_OUTPUTS))]
             self.net = lambda X: scratch_forward(X, *self.params)
             self.loss = cross_entropy
         else:
@@ -117,19 +119,6 @@ class Minimal:
             self.params = self.net.trainable_variables
             self.loss = concise_loss
             self.optim = tf.keras.optimizers.SGD(lr)
-        self.init_params()
-
-    def init_params(self):
-        if self.name == "scratch":
-            W1, b1, W2, b2 = self.params
-            W1.assign(tf.random.normal(W1.shape) * 0.01)
-            W2.assign(tf.random.normal(W2.shape) * 0.01)
-            b1.assign(tf.zeros_like(b1))
-            b2.assign(tf.zeros_like(b2))
-            return
-        for layer in self.net.layers[1:]:  # the two Dense layers
-            layer.kernel.assign(layer.kernel_initializer(layer.kernel.shape))
-            layer.bias.assign(layer.bias_initializer(layer.bias.shape))
 
     @tf.function
     def train_step(self, X, y):

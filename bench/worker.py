@@ -3,10 +3,10 @@
     python bench/worker.py FRAMEWORK [--epochs N]
 
 Run with the interpreter that has the framework (``.venv-mxnet/bin/python`` for mxnet).
-For each chapter model (``scratch``, ``concise``) it runs ``d2l.Trainer.fit`` once for
-one warm-up epoch, then once for ``--epochs`` epochs; after every timed shim epoch it runs
-one epoch of the minimal loop (``bench/loops_<framework>.py``), so the two sides take turns
-on a machine whose load changes. Shim epoch = ``fit_epoch`` + ``report_epoch`` (the epoch
+For each chapter model (``scratch``, ``concise``) it runs ``d2l.Trainer.fit`` for
+``--epochs`` + 1 epochs (the first is the warm-up); after every shim epoch it runs one epoch
+of the minimal loop (``bench/loops_<framework>.py``), so the two sides take turns on a
+machine whose load changes. Shim epoch = ``fit_epoch`` + ``report_epoch`` (the epoch
 summary converts the plotted values, so asynchronous frameworks have finished by then).
 """
 
@@ -21,43 +21,51 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
-FRAMEWORKS = ("pytorch", "mxnet", "tensorflow", "jax")
-# The module name that `import` takes, for the framework and for the shim.
+from d2l_shim import FRAMEWORKS
+
+# What `import` takes; the shim's module for a framework is d2l_shim.<the same name>.
 FRAMEWORK_MODULE = {"pytorch": "torch", "mxnet": "mxnet", "tensorflow": "tensorflow", "jax": "jax"}
-SHIM_MODULE = {"pytorch": "d2l_shim.torch", "mxnet": "d2l_shim.mxnet",
-               "tensorflow": "d2l_shim.tensorflow", "jax": "d2l_shim.jax"}
+SHIM_MODULE = {framework: f"d2l_shim.{module}" for framework, module in FRAMEWORK_MODULE.items()}
 MODELS = ("scratch", "concise")
 # The chapter's setting.
 BATCH_SIZE, LR, NUM_HIDDENS = 256, 0.1, 256
-MATMUL_N = 2048
+# (m, k, n) -> repetitions: the chapter's first layer on a minibatch, and a larger square.
+MATMUL_SHAPES = {(BATCH_SIZE, 784, NUM_HIDDENS): 50, (1024, 1024, 1024): 10}
 
-_IMPORT_SNIPPET = ("import importlib, sys, time; start = time.perf_counter(); "
-                   "importlib.import_module(sys.argv[1]); print(time.perf_counter() - start)")
-
-
-def import_seconds(module):
-    """Seconds to import ``module`` in a fresh interpreter (interpreter start not included)."""
-    done = subprocess.run([sys.executable, "-c", _IMPORT_SNIPPET, module], capture_output=True,
-                          text=True, check=True)
-    return float(done.stdout.strip().splitlines()[-1])
+# Imports the framework, then the shim on top of it, in a fresh interpreter; prints both times.
+_IMPORT_SNIPPET = """
+import importlib, sys, time
+times = []
+for module in sys.argv[1:]:
+    start = time.perf_counter()
+    importlib.import_module(module)
+    times.append(time.perf_counter() - start)
+print(*times)
+"""
 
 
 def measure_imports(framework, rounds):
-    """Median import seconds of the framework and of ``d2l_shim.<fw>``, alternating."""
-    times = {"framework": [], "shim": []}
+    """Median seconds to import the framework, and then ``d2l_shim.<fw>`` on top of it."""
+    times = []
     for _ in range(rounds):
-        times["framework"].append(import_seconds(FRAMEWORK_MODULE[framework]))
-        times["shim"].append(import_seconds(SHIM_MODULE[framework]))
-    return {side: statistics.median(values) for side, values in times.items()}
+        done = subprocess.run([sys.executable, "-c", _IMPORT_SNIPPET, FRAMEWORK_MODULE[framework],
+                               SHIM_MODULE[framework]], capture_output=True, text=True, check=True)
+        times.append([float(value) for value in done.stdout.split()])
+    return {"framework": statistics.median(t[0] for t in times), "shim_own": statistics.median(t[1] for t in times)}
 
 
-def matmul_gflops(loops, reps=7):
-    """Best float32 rate of an n x n matmul, in GFLOP/s (best: the floor is what the chip can do)."""
-    loops.matmul_seconds(MATMUL_N)  # warm-up: allocation, thread pools, kernel choice
-    best = min(loops.matmul_seconds(MATMUL_N) for _ in range(reps))
-    return 2 * MATMUL_N ** 3 / best / 1e9
+def matmul_gflops(loops):
+    """Best float32 matmul rate in GFLOP/s over a few shapes and many short runs.
+
+    The best, not the median: the floor is what the chip can do, and short runs are the
+    ones that other processes on the machine are least likely to interrupt.
+    """
+    rates = []
+    for (m, k, n), reps in MATMUL_SHAPES.items():
+        loops.matmul_seconds(m, k, n)  # warm-up: allocation, thread pools, kernel choice
+        rates.append(2 * m * k * n / min(loops.matmul_seconds(m, k, n) for _ in range(reps)) / 1e9)
+    return max(rates)
 
 
 def timed_trainer_class(d2l):
@@ -87,8 +95,12 @@ def last_metrics(printed):
 
 
 def run_model(loops, d2l, data, arrays, name, epochs):
-    """Time the shim and the minimal loop on one model, alternating epoch by epoch."""
-    TimedTrainer = timed_trainer_class(d2l)
+    """Time the shim and the minimal loop on one model, taking turns epoch by epoch.
+
+    ``Trainer.fit`` runs ``epochs + 1`` epochs and the minimal loop runs one epoch after
+    each of them. The first epoch of each side is its warm-up (lazy layers, tracing and
+    compilation, thread pools): reported on its own, left out of the median.
+    """
     minimal = loops.Minimal(name, arrays, BATCH_SIZE, LR, NUM_HIDDENS)
     minimal_seconds, minimal_metrics = [], {}
 
@@ -97,25 +109,16 @@ def run_model(loops, d2l, data, arrays, name, epochs):
         minimal_metrics.update(minimal.epoch())
         minimal_seconds.append(time.perf_counter() - start)
 
-    # Warm-up: one epoch of each side (lazy layers, tracing and compilation caches, thread pools).
-    warm = TimedTrainer(max_epochs=1)
-    warm.epoch_seconds, warm.between_epochs = [], minimal_epoch
-    with contextlib.redirect_stdout(io.StringIO()):
-        warm.fit(loops.shim_model(name, LR, NUM_HIDDENS), data)
-    minimal_seconds.clear()
-    minimal.init_params()  # both sides start the timed run from fresh parameters
-
-    trainer = TimedTrainer(max_epochs=epochs)
+    trainer = timed_trainer_class(d2l)(max_epochs=epochs + 1)
     trainer.epoch_seconds, trainer.between_epochs = [], minimal_epoch
     printed = io.StringIO()
-    fit_start = time.perf_counter()
     with contextlib.redirect_stdout(printed):
         trainer.fit(loops.shim_model(name, LR, NUM_HIDDENS), data)
-    fit_seconds = time.perf_counter() - fit_start - sum(minimal_seconds)
     return {
-        "shim_epoch_s": trainer.epoch_seconds,
-        "minimal_epoch_s": minimal_seconds,
-        "shim_fit_s": fit_seconds,  # the whole fit: setup, every epoch, the final figure
+        "shim_epoch_s": trainer.epoch_seconds[1:],
+        "minimal_epoch_s": minimal_seconds[1:],
+        "shim_first_epoch_s": trainer.epoch_seconds[0],
+        "minimal_first_epoch_s": minimal_seconds[0],
         "shim_metrics": last_metrics(printed.getvalue()),
         "minimal_metrics": minimal_metrics,
     }
@@ -154,18 +157,19 @@ def main(argv=None):
     os.environ["D2L_FIGURE_DIR"] = figure_dir.name
 
     imports = measure_imports(args.framework, args.import_rounds) if args.import_rounds else {}
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    loops = importlib.import_module(f"loops_{args.framework}")
+    loops = importlib.import_module(f"loops_{args.framework}")  # bench/ is on sys.path: this script's folder
     d2l = importlib.import_module(SHIM_MODULE[args.framework])
     with contextlib.redirect_stdout(io.StringIO()):
         data = d2l.FashionMNIST(batch_size=BATCH_SIZE)
     arrays = load_arrays(data.channels_last)
+    matmul_before = matmul_gflops(loops)
+    models = {name: run_model(loops, d2l, data, arrays, name, args.epochs) for name in args.models}
     result = {
         "framework": args.framework,
         "versions": loops.versions(),
-        "matmul_gflops": matmul_gflops(loops),
+        "matmul_gflops": max(matmul_before, matmul_gflops(loops)),  # measured before and after
         "imports": imports,
-        "models": {name: run_model(loops, d2l, data, arrays, name, args.epochs) for name in args.models},
+        "models": models,
     }
     figure_dir.cleanup()
     json.dump(result, sys.stdout)
