@@ -165,17 +165,14 @@ class SGD(HyperParameters):
         return optax.GradientTransformation(self.init, self.update)
 
 
-class DataModule(training.DataModule):
-    def get_tensorloader(self, tensors, train, indices=slice(0, None)):
-        tensors = tuple(t[indices] for t in tensors)
-        return training.IndexBatchLoader(tensors, self.batch_size, train, take=_take,
-                                         rng=getattr(self, "rng", None))
-
-
 @jax.jit
 def _take(tensors, indices):
     # Indexing assumes in-bounds indices; jnp.take's default mode would also mask out-of-bounds ones.
     return tuple(t[indices] for t in tensors)
+
+
+class DataModule(training.DataModule):
+    take_batch = staticmethod(_take)
 
 
 class FashionMNIST(training.FashionMNIST, DataModule):

@@ -126,16 +126,13 @@ class SGD(HyperParameters):
             param -= self.lr * param.grad
 
 
-class DataModule(training.DataModule):
-    def get_tensorloader(self, tensors, train, indices=slice(0, None)):
-        tensors = tuple(t[indices] for t in tensors)
-        return training.IndexBatchLoader(tensors, self.batch_size, train, take=_take,
-                                         rng=getattr(self, "rng", None))
-
-
 def _take(tensors, indices):
     indices = np.array(indices, dtype=onp.int64)
     return tuple(t.take(indices, axis=0) for t in tensors)
+
+
+class DataModule(training.DataModule):
+    take_batch = staticmethod(_take)
 
 
 class FashionMNIST(training.FashionMNIST, DataModule):

@@ -106,16 +106,13 @@ class SGD(HyperParameters):
             param.assign_sub(self.lr * grad)
 
 
-class DataModule(training.DataModule):
-    def get_tensorloader(self, tensors, train, indices=slice(0, None)):
-        tensors = tuple(t[indices] for t in tensors)
-        return training.IndexBatchLoader(tensors, self.batch_size, train, take=_take,
-                                         rng=getattr(self, "rng", None))
-
-
 def _take(tensors, indices):
     indices = tf.constant(indices)
     return tuple(tf.gather(t, indices) for t in tensors)
+
+
+class DataModule(training.DataModule):
+    take_batch = staticmethod(_take)
 
 
 class FashionMNIST(training.FashionMNIST, DataModule):

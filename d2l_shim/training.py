@@ -134,6 +134,15 @@ class DataModule(HyperParameters):
     def val_dataloader(self):
         return self.get_dataloader(train=False)
 
+    def get_tensorloader(self, tensors, train, indices=slice(0, None)):
+        """Minibatches of in-memory ``tensors`` (shuffled when ``train``), one gather per batch.
+
+        Framework modules set ``take_batch(tensors, indices)``, their gather of a batch.
+        """
+        tensors = tuple(t[indices] for t in tensors)
+        return IndexBatchLoader(tensors, self.batch_size, train, take=self.take_batch,
+                                rng=getattr(self, "rng", None))
+
 
 class IndexBatches:
     """Index arrays covering ``range(num_examples)``, one per minibatch, reshuffled each epoch."""
