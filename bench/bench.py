@@ -251,10 +251,11 @@ def main(argv=None):
     parser.add_argument("--no-notebooks", action="store_true", help="skip the notebook wall times")
     parser.add_argument("--output", type=Path, default=OUTPUT, help=f"default {OUTPUT.relative_to(REPO)}")
     args = parser.parse_args(argv)
-    frameworks = [fw.strip() for fw in args.frameworks.split(",") if fw.strip()]
-    unknown = [fw for fw in frameworks if fw not in FRAMEWORKS]
-    if unknown or not frameworks:
-        parser.error(f"unknown framework(s) {unknown or frameworks}; choose from {', '.join(FRAMEWORKS)}")
+    asked = [fw.strip() for fw in args.frameworks.split(",") if fw.strip()]
+    unknown = [fw for fw in asked if fw not in FRAMEWORKS]
+    if unknown or not asked:
+        parser.error(f"unknown framework(s) {unknown or asked}; choose from {', '.join(FRAMEWORKS)}")
+    frameworks = [fw for fw in FRAMEWORKS if fw in asked]  # the book's order in every table
     if args.epochs < 1:
         parser.error("--epochs must be at least 1")
     from d2l_shim import data
