@@ -71,18 +71,21 @@ def run_worker(framework, epochs):
         tail = done.stderr.strip().splitlines()[-5:]
         return {"error": f"worker exited with {done.returncode}: " + " | ".join(tail)}
     log(f"{framework}: done in {time.perf_counter() - start:.0f} s")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    try:
+        return json.loads(done.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        return {"error": f"worker printed no JSON result: {done.stdout[-200:]!r}"}
 
 
-def split_notebooks():
-    """The split notebooks per framework (making them first when some are missing)."""
+def split_notebooks(frameworks):
+    """{framework: [split notebook, ...]}, splitting first when one is missing or older than its source."""
     sources = sorted((REPO / "chapter_mlp").glob("*.ipynb"))
-    found = {fw: sorted((SPLIT_DIR / fw / "chapter_mlp").glob("*.ipynb")) for fw in FRAMEWORKS}
-    if sources and any(len(paths) < len(sources) for paths in found.values()):
+    splits = {fw: [SPLIT_DIR / fw / "chapter_mlp" / source.name for source in sources] for fw in frameworks}
+    if any(not split.exists() or split.stat().st_mtime < source.stat().st_mtime
+           for paths in splits.values() for source, split in zip(sources, paths)):
         log("splitting the chapter's notebooks (python -m d2l_shim.tools.notebooks split)")
         subprocess.run([str(PYTHON["pytorch"]), "-m", "d2l_shim.tools.notebooks", "split"], cwd=REPO, check=True)
-        found = {fw: sorted((SPLIT_DIR / fw / "chapter_mlp").glob("*.ipynb")) for fw in FRAMEWORKS}
-    return found
+    return splits
 
 
 def notebook_seconds(path, framework):
@@ -105,9 +108,7 @@ def notebook_seconds(path, framework):
 def time_notebooks(frameworks):
     """{notebook name: {framework: seconds or an error string}}."""
     times = {}
-    for framework, paths in split_notebooks().items():
-        if framework not in frameworks:
-            continue
+    for framework, paths in split_notebooks(frameworks).items():
         for path in paths:
             log(f"notebook {path.name} under d2l-{framework}")
             try:
