@@ -23,11 +23,11 @@ help: ## list the targets
 
 setup: $(VENV)/.installed $(MXVENV)/.installed $(VENV)/.kernels $(D2L_WHEEL) ## create both environments and the four Jupyter kernels
 
-$(VENV)/.installed: requirements/main.lock pyproject.toml
+$(VENV)/.installed: requirements/main.lock pyproject.toml tools/pyproject.toml
 	@echo "==> setting up $(VENV) (PyTorch, TensorFlow, JAX, Jupyter, book tools)"
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install $(PIP_FLAGS) -r requirements/main.lock
-	$(PY) -m pip install $(PIP_FLAGS) --no-deps -e .
+	$(PY) -m pip install $(PIP_FLAGS) --no-deps -e . -e ./tools
 	touch $@
 
 $(MXVENV)/.installed: requirements/mxnet.lock pyproject.toml
@@ -37,8 +37,8 @@ $(MXVENV)/.installed: requirements/mxnet.lock pyproject.toml
 	$(MXPY) -m pip install $(PIP_FLAGS) --no-deps -e .
 	touch $@
 
-$(VENV)/.kernels: $(VENV)/.installed $(MXVENV)/.installed d2l_shim/tools/kernels.py
-	$(PY) -m d2l_shim.tools.kernels install --mxnet-python $(MXPY)
+$(VENV)/.kernels: $(VENV)/.installed $(MXVENV)/.installed tools/d2l_tools/kernels.py
+	$(PY) -m d2l_tools.kernels install --mxnet-python $(MXPY)
 	touch $@
 
 $(D2L_WHEEL): $(VENV)/.installed
@@ -58,29 +58,29 @@ lab: setup data ## open JupyterLab on the chapter (pick a d2l kernel = a framewo
 	$(VENV)/bin/jupyter lab --notebook-dir=. chapter_mlp
 
 notebooks: setup data ## re-execute every notebook under every kernel and store the outputs
-	$(PY) -m d2l_shim.tools.notebooks execute
+	$(PY) -m d2l_tools.notebooks execute
 
 split: build/notebooks/.stamp ## write one plain notebook per framework under build/notebooks/
 
-build/notebooks/.stamp: $(CHAPTER) d2l_shim/tools/notebooks.py $(VENV)/.installed
-	$(PY) -m d2l_shim.tools.notebooks split
+build/notebooks/.stamp: $(CHAPTER) tools/d2l_tools/notebooks.py $(VENV)/.installed
+	$(PY) -m d2l_tools.notebooks split
 	touch $@
 
 book: build/html/.stamp ## build the HTML book into build/html/ (offline, warnings are errors)
 
 build/html/.stamp: $(CHAPTER) $(wildcard chapter_mlp/img/*) build/notebooks/.stamp $(wildcard book/* book/*/*) \
-                   d2l_shim/tools/book.py d2l_shim/tools/notebooks.py
-	$(PY) -m d2l_shim.tools.book build
+                   tools/d2l_tools/book.py tools/d2l_tools/notebooks.py
+	$(PY) -m d2l_tools.book build
 	touch $@
 
 test: setup data chromium ## run every check: unit tests, notebook structure, nbval x4, book + browser
-	$(PY) -m d2l_shim.tools.testrun
+	$(PY) -m d2l_tools.testrun
 
 bench: setup data ## time the training loops against minimal loops; writes build/bench.md
 	$(PY) bench/bench.py
 
 lock: ## re-resolve requirements/*.in into the lock files (needs the package index)
-	$(PY) -m d2l_shim.tools.lock
+	$(PY) -m d2l_tools.lock
 
 clean: ## remove build outputs (keeps environments and the data cache)
 	rm -rf build .pytest_cache

@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from d2l_shim import FRAMEWORKS  # noqa: E402 (after the path set-up, for a fresh clone)
-from d2l_shim.tools.kernels import QUIET_ENV, kernel_name  # noqa: E402
+from d2l_tools.kernels import QUIET_ENV, kernel_name  # noqa: E402
 
 PYTHON = {fw: REPO / (".venv-mxnet" if fw == "mxnet" else ".venv") / "bin" / "python" for fw in FRAMEWORKS}
 SPLIT_DIR = REPO / "build" / "notebooks"
@@ -83,8 +83,8 @@ def split_notebooks(frameworks):
     splits = {fw: [SPLIT_DIR / fw / "chapter_mlp" / source.name for source in sources] for fw in frameworks}
     if any(not split.exists() or split.stat().st_mtime < source.stat().st_mtime
            for paths in splits.values() for source, split in zip(sources, paths)):
-        log("splitting the chapter's notebooks (python -m d2l_shim.tools.notebooks split)")
-        subprocess.run([str(PYTHON["pytorch"]), "-m", "d2l_shim.tools.notebooks", "split"], cwd=REPO, check=True)
+        log("splitting the chapter's notebooks (python -m d2l_tools.notebooks split)")
+        subprocess.run([str(PYTHON["pytorch"]), "-m", "d2l_tools.notebooks", "split"], cwd=REPO, check=True)
     return splits
 
 

@@ -22,11 +22,10 @@ import sys
 import tempfile
 import time
 
-from d2l_shim import FRAMEWORKS
+from d2l_shim import FRAMEWORK_INFO, FRAMEWORKS
 
-# What `import` takes; the shim's module for a framework is d2l_shim.<the same name>.
-FRAMEWORK_MODULE = {"pytorch": "torch", "mxnet": "mxnet", "tensorflow": "tensorflow", "jax": "jax"}
-SHIM_MODULE = {framework: f"d2l_shim.{module}" for framework, module in FRAMEWORK_MODULE.items()}
+FRAMEWORK_MODULE = {fw.name: fw.package for fw in FRAMEWORK_INFO.values()}
+SHIM_MODULE = {fw.name: f"d2l_shim.{fw.module}" for fw in FRAMEWORK_INFO.values()}
 MODELS = ("scratch", "concise")
 # The chapter's setting.
 BATCH_SIZE, LR, NUM_HIDDENS = 256, 0.1, 256

@@ -1,12 +1,11 @@
 """Sphinx configuration of the HTML book.
 
-``python -m d2l_shim.tools.book build`` copies this folder next to the MyST pages it
+``python -m d2l_tools.book build`` copies this folder next to the MyST pages it
 generates from the notebooks and runs ``sphinx-build -W`` on the copy, so edit it here.
 Everything the pages need is served from the book itself: no CDN, no web fonts.
 """
 
-from d2l_shim import FRAMEWORKS
-from d2l_shim.tools.book import FRAMEWORK_LABELS
+from d2l_shim import FRAMEWORK_INFO, FRAMEWORKS
 
 project = "Multilayer Perceptrons in Four Frameworks"
 author = "the d2l-shim authors"
@@ -47,5 +46,5 @@ html_theme_options = {
     "navbar_persistent": [],
 }
 html_context = {
-    "d2l_frameworks": [(name, FRAMEWORK_LABELS[name]) for name in FRAMEWORKS],
+    "d2l_frameworks": [(name, FRAMEWORK_INFO[name].label) for name in FRAMEWORKS],
 }

@@ -17,14 +17,13 @@ import pytest
 # Off-screen drawing before anything imports matplotlib.pyplot.
 os.environ.setdefault("MPLBACKEND", "Agg")
 
-from d2l_shim import FRAMEWORKS  # noqa: E402
+from d2l_shim import FRAMEWORK_INFO, FRAMEWORKS  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 
 # Framework name -> (its Python package, the d2l_shim module named after it).
-PACKAGES = {"pytorch": "torch", "mxnet": "mxnet", "tensorflow": "tensorflow", "jax": "jax"}
-SHIM_MODULES = {"pytorch": "d2l_shim.torch", "mxnet": "d2l_shim.mxnet",
-                "tensorflow": "d2l_shim.tensorflow", "jax": "d2l_shim.jax"}
+PACKAGES = {fw.name: fw.package for fw in FRAMEWORK_INFO.values()}
+SHIM_MODULES = {fw.name: f"d2l_shim.{fw.module}" for fw in FRAMEWORK_INFO.values()}
 # The environment that holds each framework when it is not the running one.
 VENV_OF = {"pytorch": ".venv", "mxnet": ".venv-mxnet", "tensorflow": ".venv", "jax": ".venv"}
 

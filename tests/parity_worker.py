@@ -22,11 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
-FRAMEWORKS = ("pytorch", "mxnet", "tensorflow", "jax")
+from d2l_shim import FRAMEWORK_INFO, FRAMEWORKS
+
 MODELS = ("scratch", "concise")
 WEIGHT_NAMES = ("W1", "b1", "W2", "b2")
-SHIM_MODULES = {"pytorch": "d2l_shim.torch", "mxnet": "d2l_shim.mxnet",
-                "tensorflow": "d2l_shim.tensorflow", "jax": "d2l_shim.jax"}
+SHIM_MODULES = {fw.name: f"d2l_shim.{fw.module}" for fw in FRAMEWORK_INFO.values()}
 
 
 def initial_weights(rng, num_inputs=784, num_hiddens=256, num_outputs=10, sigma=0.01,

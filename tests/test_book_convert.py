@@ -1,4 +1,4 @@
-"""The notebook -> MyST converter of the HTML book (d2l_shim.tools.book)."""
+"""The notebook -> MyST converter of the HTML book (d2l_tools.book)."""
 
 import hashlib
 import os
@@ -11,7 +11,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
 from d2l_shim import FRAMEWORKS
-from d2l_shim.tools import book
+from d2l_tools import book
 
 FIXTURE_CHAPTER = Path(__file__).parent / "fixtures" / "book" / "chapter_mlp"
 SVG = '<svg xmlns="http://www.w3.org/2000/svg" width="20pt" height="10pt"><rect width="20" height="10"/></svg>\n'
@@ -241,7 +241,7 @@ def test_missing_split_notebooks_fail_with_what_to_run(tmp_path):
         book.source_tree(FIXTURE_CHAPTER, tmp_path / "split")
     message = str(err.value)
     assert str(tmp_path / "split" / "jax" / "chapter_mlp" / "mlp-scratch.ipynb") in message
-    assert "python -m d2l_shim.tools.notebooks split" in message
+    assert "python -m d2l_tools.notebooks split" in message
 
 
 def test_source_tree_holds_pages_book_config_and_downloads(tmp_path):

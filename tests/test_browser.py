@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from d2l_shim import FRAMEWORKS
-from d2l_shim.tools import book
+from d2l_tools import book
 
 from test_book_convert import FIXTURE_CHAPTER, make_split
 

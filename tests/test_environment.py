@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from d2l_shim.tools.lock import ENVIRONMENTS, normalise, read_pins, requirement_names
+from d2l_tools.lock import ENVIRONMENTS, normalise, read_pins, requirement_names
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -6,11 +6,8 @@ import subprocess
 import sys
 
 import pytest
-from conftest import frameworks_under_test
+from conftest import PACKAGES as MODULE, SHIM_MODULES as SHIM_MODULE, frameworks_under_test
 
-MODULE = {"pytorch": "torch", "mxnet": "mxnet", "tensorflow": "tensorflow", "jax": "jax"}
-SHIM_MODULE = {"pytorch": "d2l_shim.torch", "mxnet": "d2l_shim.mxnet",
-               "tensorflow": "d2l_shim.tensorflow", "jax": "d2l_shim.jax"}
 FRAMEWORK_PACKAGES = ("torch", "mxnet", "tensorflow", "jax", "flax", "optax", "keras")
 CORE = ["d2l_shim", "d2l_shim.plotting", "d2l_shim.hparams", "d2l_shim.progress", "d2l_shim.training",
         "d2l_shim.data", "d2l_shim.tab"]

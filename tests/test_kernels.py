@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from jupyter_client.manager import start_new_kernel
 
+from conftest import PACKAGES as IMPORTS
 from d2l_shim import FRAMEWORKS
 
 VENV = Path(sys.prefix)
-IMPORTS = {"pytorch": "torch", "mxnet": "mxnet", "tensorflow": "tensorflow", "jax": "jax"}
 
 
 def test_kernelspec_list_shows_exactly_the_d2l_kernels():

@@ -1,10 +1,10 @@
-"""The chapter's tabbed notebooks follow the structure rules (d2l_shim.tools.notebooks.check)."""
+"""The chapter's tabbed notebooks follow the structure rules (d2l_tools.notebooks.check)."""
 
 from pathlib import Path
 
 import pytest
 
-from d2l_shim.tools.notebooks import DEFAULT_SRC, check
+from d2l_tools.notebooks import DEFAULT_SRC, check
 
 CHAPTER = Path(__file__).resolve().parents[1] / DEFAULT_SRC
 NOTEBOOKS = sorted(CHAPTER.glob("*.ipynb"))

@@ -1,4 +1,4 @@
-"""d2l_shim.tools.notebooks on tiny tabbed fixtures (tests/fixtures/notebooks).
+"""d2l_tools.notebooks on tiny tabbed fixtures (tests/fixtures/notebooks).
 
 tabbed.ipynb, executed under all four kernels by the tool itself, has these cells:
  0 setup (shared)    1 markdown         2-5 "hello from <fw>", one cell per framework
@@ -17,7 +17,7 @@ import pytest
 
 from d2l_shim import FRAMEWORKS
 from d2l_shim.tab import TabError
-from d2l_shim.tools import notebooks as tool
+from d2l_tools import notebooks as tool
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "notebooks"
 HELLO_CELLS = {"pytorch": 2, "mxnet": 3, "tensorflow": 4, "jax": 5}

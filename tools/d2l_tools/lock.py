@@ -1,6 +1,6 @@
 """Re-resolve the environments' lock files and the conda files that mirror them (``make lock``).
 
-    python -m d2l_shim.tools.lock [main|mxnet ...]
+    python -m d2l_tools.lock [main|mxnet ...]
 
 For each environment, installs ``requirements/<env>.in`` into a throw-away venv, freezes
 it into ``requirements/<env>.lock`` (keeping the lock's header comments, which say why

@@ -1,6 +1,6 @@
 """Register the four d2l Jupyter kernels inside the project's environment.
 
-    python -m d2l_shim.tools.kernels install [--prefix .venv] [--mxnet-python .venv-mxnet/bin/python]
+    python -m d2l_tools.kernels install [--prefix .venv] [--mxnet-python .venv-mxnet/bin/python]
 
 Each kernel runs ipykernel in the environment that holds its framework and sets
 ``D2L_FRAMEWORK`` so that ``%%tab`` cells for that framework run and the others are
@@ -15,12 +15,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-DISPLAY_NAMES = {
-    "pytorch": "PyTorch",
-    "mxnet": "MXNet",
-    "tensorflow": "TensorFlow",
-    "jax": "JAX",
-}
+from d2l_shim import FRAMEWORK_INFO, FRAMEWORKS
+
 
 # Start-up chatter that would otherwise land in notebook outputs as stderr text.
 QUIET_ENV = {
@@ -37,7 +33,7 @@ def kernel_name(framework):
 
 
 def display_name(framework):
-    return f"Python 3 (d2l · {DISPLAY_NAMES[framework]})"
+    return f"Python 3 (d2l · {FRAMEWORK_INFO[framework].label})"
 
 
 def kernel_spec(framework, python):
@@ -77,7 +73,7 @@ def main(argv=None):
     inst.add_argument("--python", default=sys.executable, help="interpreter for pytorch/tensorflow/jax kernels")
     inst.add_argument("--mxnet-python", default=".venv-mxnet/bin/python", help="interpreter for the mxnet kernel")
     args = parser.parse_args(argv)
-    pythons = {fw: args.python for fw in DISPLAY_NAMES}
+    pythons = {fw: args.python for fw in FRAMEWORKS}
     pythons["mxnet"] = args.mxnet_python
     install(args.prefix, pythons)
 

@@ -1,6 +1,6 @@
 """Build the HTML book from the executed tabbed notebooks (``make book``).
 
-    python -m d2l_shim.tools.book build [--src chapter_mlp] [--out build/html]
+    python -m d2l_tools.book build [--src chapter_mlp] [--out build/html]
         [--split-dir build/notebooks] [--work build/book-src]
 
 Neither myst-nb nor Jupyter Book can put notebook cells inside tabs, so each notebook is
@@ -28,14 +28,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from d2l_shim import FRAMEWORKS
+from d2l_shim import FRAMEWORK_INFO, FRAMEWORKS
 from d2l_shim.tab import TabError
-from d2l_shim.tools.notebooks import NotebookError, cell_body, cell_tab, describe, read_notebook, source_sha256
+from d2l_tools.notebooks import NotebookError, cell_body, cell_tab, describe, read_notebook, source_sha256
 
 REPO = Path(__file__).resolve().parents[2]
 BOOK_DIR = REPO / "book"  # Sphinx project: conf.py, index.md, _static/, _templates/
 
-FRAMEWORK_LABELS = {"pytorch": "PyTorch", "mxnet": "MXNet", "tensorflow": "TensorFlow", "jax": "JAX"}
 SYNC_GROUP = "framework"
 # Reading order of the chapter; notebooks not listed follow alphabetically.
 NOTEBOOK_ORDER = ("mlp", "mlp-scratch", "mlp-concise")
@@ -254,9 +253,9 @@ class Converter:
         for framework in FRAMEWORKS:
             bodies = [self._render_code(i, cell) for i, cell, fws in group if framework in fws]
             body = "\n\n".join(b for b in bodies if b) or (
-                f'<p class="d2l-no-code">No {FRAMEWORK_LABELS[framework]} code in this step.</p>'
+                f'<p class="d2l-no-code">No {FRAMEWORK_INFO[framework].label} code in this step.</p>'
             )
-            items.append(directive("tab-item", FRAMEWORK_LABELS[framework], [("sync", framework)], body))
+            items.append(directive("tab-item", FRAMEWORK_INFO[framework].label, [("sync", framework)], body))
         return directive("tab-set", options=[("sync-group", SYNC_GROUP)], body="\n\n".join(items))
 
     def _render_markdown(self, cell):
@@ -382,7 +381,7 @@ def source_tree(src, split_dir):
         raise BookError(
             "the per-framework notebooks offered for download are missing:\n  "
             + "\n  ".join(missing)
-            + f"\nrun `python -m d2l_shim.tools.notebooks split` (or `make split`) first, "
+            + f"\nrun `python -m d2l_tools.notebooks split` (or `make split`) first, "
             f"or point --split-dir at them"
         )
 
@@ -400,7 +399,7 @@ def source_tree(src, split_dir):
     for name in pages:
         path = notebooks[name]
         downloads_dir = "_notebooks"
-        downloads = [(FRAMEWORK_LABELS[fw], f"{downloads_dir}/{name}-{fw}.ipynb") for fw in FRAMEWORKS]
+        downloads = [(FRAMEWORK_INFO[fw].label, f"{downloads_dir}/{name}-{fw}.ipynb") for fw in FRAMEWORKS]
         downloads.append(("all four frameworks, tabbed", f"{downloads_dir}/{name}.ipynb"))
         try:
             nb = read_notebook(path)
@@ -509,7 +508,7 @@ def build(src, out, split_dir, work, quiet=True):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m d2l_shim.tools.book", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m d2l_tools.book", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("build", help="convert the notebooks and build the HTML book")
     run.add_argument("--src", default=REPO / "chapter_mlp", type=Path,

@@ -3,11 +3,11 @@
 A tabbed notebook holds each framework-specific code cell once per framework, marked by a
 first line ``%%tab pytorch`` (or a comma list, or ``%%tab all``), next to shared cells.
 
-    python -m d2l_shim.tools.notebooks split   [--src chapter_mlp] [--out build/notebooks]
-    python -m d2l_shim.tools.notebooks execute [--src chapter_mlp] [--frameworks pytorch,jax]
+    python -m d2l_tools.notebooks split   [--src chapter_mlp] [--out build/notebooks]
+    python -m d2l_tools.notebooks execute [--src chapter_mlp] [--frameworks pytorch,jax]
                                                [--jobs 2] [--timeout 1200] [NOTEBOOK ...]
-    python -m d2l_shim.tools.notebooks check   [--src chapter_mlp] [NOTEBOOK ...]
-    python -m d2l_shim.tools.notebooks nbval   [--src chapter_mlp] [--out build/notebooks]
+    python -m d2l_tools.notebooks check   [--src chapter_mlp] [NOTEBOOK ...]
+    python -m d2l_tools.notebooks nbval   [--src chapter_mlp] [--out build/notebooks]
                                                [--frameworks ...] [--jobs 2] [--timeout 1200]
                                                [--xdist N]
 
@@ -18,7 +18,7 @@ execute  runs every notebook under each framework's kernel and merges the output
 check    the structure rules: tab groups, fresh error-free stored outputs, tags, kernelspec.
 nbval    splits, then runs nbval in strict mode on each framework's notebooks.
 
-Loaded as ``pytest -p d2l_shim.tools.notebooks`` (which ``nbval`` does) the module is also a
+Loaded as ``pytest -p d2l_tools.notebooks`` (which ``nbval`` does) the module is also a
 small nbval plugin: it fails a cell whose stored output holds an image when the re-run drew
 none (nbval ignores PNG/JPEG data entirely), and it makes a trailing ``;`` hide a cell's
 result under nbval as it does in Jupyter.
@@ -46,7 +46,7 @@ import pytest
 
 from d2l_shim import FRAMEWORKS
 from d2l_shim.tab import MARKER, TabError, parse_tab_line
-from d2l_shim.tools.kernels import display_name, kernel_name
+from d2l_tools.kernels import display_name, kernel_name
 
 REPO = Path(__file__).resolve().parents[2]
 SANITIZE_CFG = REPO / "tests" / "nbval_sanitize.cfg"
@@ -259,7 +259,7 @@ def _require_kernels(frameworks):
     if missing:
         raise NotebookError(
             f"Jupyter kernel(s) {', '.join(missing)} not installed: run "
-            "`python -m d2l_shim.tools.kernels install` (part of `make setup`)"
+            "`python -m d2l_tools.kernels install` (part of `make setup`)"
         )
 
 
@@ -633,7 +633,7 @@ def nbval_command(framework, folder, junit_xml=None, timeout=CELL_TIMEOUT, xdist
     command = [
         sys.executable, "-m", "pytest", str(folder),
         f"--rootdir={folder.parent}",
-        "-p", "d2l_shim.tools.notebooks",  # this module's nbval fixes (see pytest_configure below)
+        "-p", "d2l_tools.notebooks",  # this module's nbval fixes (see pytest_configure below)
         "--nbval",  # strict: every cell's output is compared unless tagged nbval-ignore-output
         f"--nbval-kernel-name={kernel_name(framework)}",
         f"--nbval-sanitize-with={SANITIZE_CFG}",
@@ -751,7 +751,7 @@ def nbval_image_check(item):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(
-        prog="python -m d2l_shim.tools.notebooks", description=__doc__,
+        prog="python -m d2l_tools.notebooks", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True)

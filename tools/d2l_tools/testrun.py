@@ -1,6 +1,6 @@
 """Run every check of the project in order and print one summary (``make test``).
 
-    python -m d2l_shim.tools.testrun [--only STAGE ...] [--list]
+    python -m d2l_tools.testrun [--only STAGE ...] [--list]
 
 Stages: unit tests in both environments, the structure check of the tabbed notebooks,
 nbval on each framework's split notebooks, then the book build and its browser check.
@@ -20,7 +20,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from d2l_shim import FRAMEWORKS
-from d2l_shim.tools import notebooks
+from d2l_tools import notebooks
 
 REPO = Path(__file__).resolve().parents[2]
 RESULTS = REPO / "build" / "test-results"
@@ -42,12 +42,12 @@ def stages():
     yield [("unit", [PY, *PYTEST, "tests", *unit_ignores], {"D2L_TEST_FRAMEWORKS": "pytorch,tensorflow,jax"})]
     yield [("unit-mxnet", [MXPY, *PYTEST, *MXNET_UNIT], {"D2L_TEST_FRAMEWORKS": "mxnet"})]
     yield [("structure", [PY, *PYTEST, "tests/test_notebook_structure.py"], {})]
-    yield [("split", [[PY, "-m", "d2l_shim.tools.notebooks", "split"]], {})]
+    yield [("split", [[PY, "-m", "d2l_tools.notebooks", "split"]], {})]
     yield [(f"nbval-{framework}",
             [PY, *notebooks.nbval_command(framework, REPO / "build" / "notebooks" / framework)[1:]],
             notebooks.REPRODUCIBLE_ENV)
            for framework in FRAMEWORKS]
-    yield [("book", [[PY, "-m", "d2l_shim.tools.book", "build"]], {})]
+    yield [("book", [[PY, "-m", "d2l_tools.book", "build"]], {})]
     yield [("browser", [PY, *PYTEST, "tests/test_browser.py"], {})]
 
 
