@@ -22,13 +22,29 @@ MARKER = "%%tab"
 _selected = None
 
 
-class TabError(RuntimeError):
-    """A %%tab line or the framework selection is wrong; the message says how to fix it."""
+class _OneLineInIPython:
+    """Mixin: IPython shows the exception as one line, ``Name: message``, with no traceback.
+
+    The message says what is wrong and how to fix it; a traceback would only repeat it (the
+    failing line of a ``%%tab`` cell is the generated ``raise`` that carries the message).
+    IPython asks an exception for ``_render_traceback_()`` before formatting one itself.
+    """
+
+    def _render_traceback_(self):
+        return [f"\x1b[0;31m{type(self).__name__}\x1b[0m: {self}"]
+
+
+class TabMarkerError(_OneLineInIPython, ValueError):
+    """A ``%%tab`` line, or a framework name given to ``select``/``selected``, is wrong."""
+
+
+class NoFrameworkError(_OneLineInIPython, RuntimeError):
+    """No framework is active: the notebook runs in a kernel that is not a d2l kernel."""
 
 
 def _check(name):
     if name not in FRAMEWORKS:
-        raise TabError(
+        raise TabMarkerError(
             f"unknown framework {name!r}: use one of {', '.join(FRAMEWORKS)} (or 'all' in a %%tab line)"
         )
     return name
@@ -41,30 +57,30 @@ def select(framework):
 
 
 def active():
-    """The active framework; raises TabError saying how to pick one if there is none."""
+    """The active framework; raises NoFrameworkError saying how to pick one if there is none."""
     if _selected is not None:
         return _selected
     from_env = os.environ.get("D2L_FRAMEWORK", "").strip().lower()
     if not from_env:
-        raise TabError(
-            "no framework selected: pick a d2l kernel in Jupyter (Kernel > Change Kernel > "
-            "'Python 3 (d2l · PyTorch)', '... MXNet', '... TensorFlow' or '... JAX'), "
-            "or call d2l_shim.tab.select('pytorch') first"
+        raise NoFrameworkError(
+            "no framework selected: this kernel is not one of the four d2l kernels. In Jupyter, "
+            "pick one under Kernel > Change Kernel: 'Python 3 (d2l · PyTorch)', '... MXNet', "
+            "'... TensorFlow' or '... JAX'; elsewhere call d2l_shim.tab.select('pytorch') first"
         )
     try:
         return _check(from_env)
-    except TabError as err:
-        raise TabError(f"D2L_FRAMEWORK={from_env!r} is not a framework: {err}") from None
+    except TabMarkerError as err:
+        raise NoFrameworkError(f"D2L_FRAMEWORK={from_env!r} is not a framework: {err}") from None
 
 
 def parse_tab_line(line):
     """Frameworks named by a ``%%tab ...`` line: a tuple, FRAMEWORKS for ``all``."""
     spec = line.strip()[len(MARKER):].replace(",", " ").split()
     if not spec:
-        raise TabError(f"'{line.strip()}' names no framework: write e.g. '%%tab pytorch' or '%%tab all'")
+        raise TabMarkerError(f"'{line.strip()}' names no framework: write e.g. '%%tab pytorch' or '%%tab all'")
     if "all" in spec:
         if len(spec) > 1:
-            raise TabError(f"'{line.strip()}': 'all' cannot be combined with other names")
+            raise TabMarkerError(f"'{line.strip()}': 'all' cannot be combined with other names")
         return FRAMEWORKS
     return tuple(_check(name.lower()) for name in spec)
 
@@ -82,10 +98,12 @@ def _transform(lines):
     if lines[0][len(MARKER):][:1] not in ("", " ", "\t", "\n"):
         return lines  # some other magic whose name starts with 'tab'
     try:
-        run = active() in parse_tab_line(lines[0])
-    except TabError as err:
-        # Raised from the cell itself, so the reader sees a short error, not IPython internals.
-        return [f"raise __import__('d2l_shim.tab').tab.TabError({str(err)!r})\n"]
+        named = parse_tab_line(lines[0])  # a bad line is reported under any kernel
+        run = active() in named
+    except (TabMarkerError, NoFrameworkError) as err:
+        # Raised from the cell itself, so the cell fails (a transformer's own exception would be
+        # reported as an IPython internal error); the class shows it as one line.
+        return [f"raise __import__('d2l_shim.tab').tab.{type(err).__name__}({str(err)!r})\n"]
     # A blank first line keeps traceback line numbers equal to the notebook's.
     return ["\n"] + lines[1:] if run else []
 

@@ -481,18 +481,18 @@ def test_bad_tab_line_fails_the_cell_with_a_helpful_error(shell, capsys, line, h
     tab.select("pytorch")
     result, out = run(shell, capsys, f"{line}\nran = True\n")
     assert not result.success
-    assert isinstance(result.error_in_exec, tab.TabError)
+    assert isinstance(result.error_in_exec, tab.TabMarkerError)
     message = str(result.error_in_exec)
     assert hint in message
     if "unknown" in hint:
         assert all(name in message for name in FRAMEWORKS), "the error lists the valid names"
     assert "ran" not in shell.user_ns
-    assert "TabError" in out
+    assert "TabMarkerError" in out
 
 
 def test_no_framework_selected_says_how_to_pick_one(shell, capsys):
     result, _ = run(shell, capsys, "%%tab pytorch\nran = True\n")
-    assert not result.success and isinstance(result.error_in_exec, tab.TabError)
+    assert not result.success and isinstance(result.error_in_exec, tab.NoFrameworkError)
     message = str(result.error_in_exec)
     assert "no framework selected" in message
     assert "kernel" in message.lower() and "select('pytorch')" in message
@@ -515,18 +515,18 @@ def test_d2l_framework_variable_picks_the_framework_and_select_overrides_it(shel
 def test_bad_d2l_framework_variable_is_reported(shell, capsys, monkeypatch):
     monkeypatch.setenv("D2L_FRAMEWORK", "theano")
     result, _ = run(shell, capsys, "%%tab jax\n1\n")
-    assert isinstance(result.error_in_exec, tab.TabError)
+    assert isinstance(result.error_in_exec, tab.NoFrameworkError)
     assert "D2L_FRAMEWORK='theano'" in str(result.error_in_exec)
 
 
 def test_select_rejects_unknown_names_and_selected_answers_for_branches(monkeypatch):
     monkeypatch.setattr(tab, "_selected", None)
-    with pytest.raises(tab.TabError, match="unknown framework 'keras'"):
+    with pytest.raises(tab.TabMarkerError, match="unknown framework 'keras'"):
         tab.select("keras")
     tab.select(" MXNet ")
     assert tab.active() == "mxnet"
     assert tab.selected("mxnet", "jax") and not tab.selected("pytorch")
-    with pytest.raises(tab.TabError):
+    with pytest.raises(tab.TabMarkerError):
         tab.selected("numpy")
 
 

@@ -1,6 +1,7 @@
 """The four d2l kernels are registered in the project's environment and each runs its framework."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +25,23 @@ def test_kernelspec_list_shows_exactly_the_d2l_kernels():
         assert Path(spec["resource_dir"]).is_relative_to(VENV), "kernels must live in the environment, not $HOME"
         assert spec["spec"]["env"]["D2L_FRAMEWORK"] == fw
         assert spec["spec"]["display_name"].startswith("Python 3 (d2l · ")
+
+
+SERVER_DEFAULT_KERNEL = """
+from jupyter_server.serverapp import ServerApp
+app = ServerApp()
+app.initialize(argv=[], find_extensions=False, new_httpserver=False)
+print(app.kernel_manager.default_kernel_name)
+"""
+
+
+def test_jupyter_servers_default_to_a_d2l_kernel(tmp_path):
+    # The default is what JupyterLab's launcher lists first and what 'New notebook' starts;
+    # ipykernel's generic python3 kernel selects no framework, so %%tab cells fail in it.
+    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp_path)}  # the environment's config only
+    out = subprocess.run([sys.executable, "-c", SERVER_DEFAULT_KERNEL], check=True, capture_output=True,
+                         text=True, env=env, cwd=tmp_path).stdout
+    assert out.strip() == f"d2l-{FRAMEWORKS[0]}"
 
 
 def run_in_kernel(client, code):

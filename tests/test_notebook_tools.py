@@ -16,7 +16,7 @@ import nbformat
 import pytest
 
 from d2l_shim import FRAMEWORKS
-from d2l_shim.tab import TabError
+from d2l_shim.tab import TabMarkerError
 from d2l_tools import notebooks as tool
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "notebooks"
@@ -68,9 +68,9 @@ def test_cell_tab_reads_the_marker_line():
     assert tool.cell_tab(code("%%tab jax\nx")) == tool.Tab(("jax",), False)
     assert tool.cell_tab(code("%%tab jax,mxnet\nx")) == tool.Tab(("mxnet", "jax"), False)
     assert tool.cell_tab(code("%%table\nx")).shared  # another magic, not ours
-    with pytest.raises(TabError, match="pytroch"):
+    with pytest.raises(TabMarkerError, match="pytroch"):
         tool.cell_tab(code("%%tab pytroch\nx"))
-    with pytest.raises(TabError, match="twice"):
+    with pytest.raises(TabMarkerError, match="twice"):
         tool.cell_tab(code("%%tab jax,jax\nx"))
     assert tool.cell_body(code("%%tab jax\nx = 1\ny")) == "x = 1\ny"
     assert tool.cell_body(code("%%tab jax")) == ""

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from d2l_shim import FRAMEWORK_INFO, FRAMEWORKS
-from d2l_shim.tab import TabError
+from d2l_shim.tab import TabMarkerError
 from d2l_tools.notebooks import NotebookError, cell_body, cell_tab, describe, read_notebook, source_sha256
 
 REPO = Path(__file__).resolve().parents[2]
@@ -172,7 +172,7 @@ class Converter:
         """Frameworks of a code cell: None for a shared cell (no marker or ``%%tab all``)."""
         try:
             tab = cell_tab(cell)
-        except TabError as err:
+        except TabMarkerError as err:
             raise BookError(f"{self._cell_place(index, cell)}: {err}") from None
         return None if tab.shared else tab.frameworks
 

@@ -6,6 +6,11 @@ Each kernel runs ipykernel in the environment that holds its framework and sets
 ``D2L_FRAMEWORK`` so that ``%%tab`` cells for that framework run and the others are
 skipped. The specs go under ``<prefix>/share/jupyter/kernels`` (the environment's own data
 dir, which Jupyter started from that environment searches), never the user's home.
+
+It also makes ``d2l-<first framework>`` the server's default kernel (in
+``<prefix>/etc/jupyter/jupyter_server_config.json``), so JupyterLab's launcher lists the d2l
+kernels first and *New notebook* starts one: under ipykernel's generic 'Python 3 (ipykernel)'
+no ``%%tab`` cell can run. The generic kernel stays available for other work.
 """
 
 import argparse
@@ -55,6 +60,22 @@ def write_json_atomic(path, data):
     os.replace(tmp, path)
 
 
+DEFAULT_KERNEL = kernel_name(FRAMEWORKS[0])
+
+
+def server_config_path(prefix):
+    """The environment's server config, read by every Jupyter server started from it
+    (JupyterLab, Notebook 7). Its ``jupyter_server_config.d/`` only enables extensions."""
+    return Path(prefix) / "etc" / "jupyter" / "jupyter_server_config.json"
+
+
+def with_default_kernel(config):
+    """``config`` (a server config dict) with the d2l default kernel; other settings are kept."""
+    config = dict(config)
+    config["MappingKernelManager"] = {**config.get("MappingKernelManager", {}), "default_kernel_name": DEFAULT_KERNEL}
+    return config
+
+
 def install(prefix, pythons):
     kernels_dir = Path(prefix) / "share" / "jupyter" / "kernels"
     for framework, python in pythons.items():
@@ -63,6 +84,13 @@ def install(prefix, pythons):
         target = kernels_dir / kernel_name(framework) / "kernel.json"
         write_json_atomic(target, kernel_spec(framework, Path(python).absolute()))
         print(f"installed kernel {kernel_name(framework)!r} -> {target}")
+    config = server_config_path(prefix)
+    try:
+        existing = json.loads(config.read_text(encoding="utf-8")) if config.exists() else {}
+    except ValueError as err:
+        sys.exit(f"error: {config} is not valid JSON ({err}); fix or delete it and run again")
+    write_json_atomic(config, with_default_kernel(existing))
+    print(f"default kernel {DEFAULT_KERNEL!r} -> {config}")
 
 
 def main(argv=None):

@@ -45,7 +45,7 @@ import nbformat
 import pytest
 
 from d2l_shim import FRAMEWORKS
-from d2l_shim.tab import MARKER, TabError, parse_tab_line
+from d2l_shim.tab import MARKER, TabMarkerError, parse_tab_line
 from d2l_tools.kernels import display_name, kernel_name
 
 REPO = Path(__file__).resolve().parents[2]
@@ -101,7 +101,7 @@ def _is_tab_line(line):
 
 
 def cell_tab(cell):
-    """The cell's Tab; raises TabError for a bad ``%%tab`` line."""
+    """The cell's Tab; raises TabMarkerError for a bad ``%%tab`` line."""
     line = first_line(cell.source)
     if cell.cell_type != "code" or not _is_tab_line(line):
         return SHARED
@@ -109,7 +109,7 @@ def cell_tab(cell):
     if line[len(MARKER):].replace(",", " ").split() == ["all"]:
         return SHARED
     if len(set(named)) < len(named):
-        raise TabError(f"'{line.strip()}' names a framework twice")
+        raise TabMarkerError(f"'{line.strip()}' names a framework twice")
     return Tab(tuple(fw for fw in FRAMEWORKS if fw in named), False)
 
 
@@ -205,7 +205,7 @@ def split_notebook(nb, framework):
             try:
                 if framework not in cell_tab(cell).frameworks:
                     continue
-            except TabError as err:
+            except TabMarkerError as err:
                 raise NotebookError(f"{describe(index, cell)}: {err}") from None
             cell.source = cell_body(cell)
             # nbval compares outputs only of cells that carry an execution count.
@@ -415,7 +415,7 @@ async def _execute_notebook(path, frameworks, timeout, slots):
     try:
         for index, cell in enumerate(nb.cells):
             cell_tab(cell)
-    except TabError as err:
+    except TabMarkerError as err:
         raise NotebookError(f"{path}: {describe(index, cell)}: {err}") from None
     results = await asyncio.gather(
         *(_run_under(path, nb, fw, timeout, slots) for fw in frameworks), return_exceptions=True
@@ -556,7 +556,7 @@ def _check_accuracy_cells(nb):
         if cell.cell_type == "code" and REMOVE_CELL_TAG in cell.metadata.get("tags", []):
             try:
                 tab = cell_tab(cell)
-            except TabError:
+            except TabMarkerError:
                 continue
             if asserts_accuracy(cell_body(cell)):
                 covered.update(tab.frameworks)
@@ -595,7 +595,7 @@ def check_notebook(nb, training=False):
     for index, cell in enumerate(nb.cells):
         try:
             tab = cell_tab(cell)
-        except TabError as err:
+        except TabMarkerError as err:
             problems.append(f"{describe(index, cell)}: {err}")
             tab, group_ok = Tab((), False), False  # reported already; skip its group's checks
         if cell.cell_type != "code" or tab.shared:

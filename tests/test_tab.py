@@ -1,0 +1,140 @@
+"""The ``%%tab`` errors as a reader sees them: one line, a class of their own, once.
+
+A notebook run under a kernel that is not a d2l kernel (ipykernel's generic 'Python 3') must
+fail its first ``%%tab`` cell with one clear line that says how to fix it, not a traceback
+that repeats the message inside the generated ``raise`` line.
+"""
+
+import builtins
+import os
+import re
+
+import pytest
+from jupyter_client.manager import start_new_kernel
+
+from d2l_shim import FRAMEWORK_INFO, FRAMEWORKS, tab
+from d2l_tools.kernels import display_name
+
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def test_error_classes_do_not_shadow_python_names():
+    for cls in (tab.TabMarkerError, tab.NoFrameworkError):
+        assert not hasattr(builtins, cls.__name__), f"{cls.__name__} is a built-in name"
+    # Code that catches the standard kinds keeps working.
+    assert issubclass(tab.TabMarkerError, ValueError)
+    assert issubclass(tab.NoFrameworkError, RuntimeError)
+
+
+# ---------------------------------------------------------------- in a real kernel
+
+
+def run_in_kernel(client, code):
+    """Execute ``code``; returns (the error message content or None, stdout + stderr text)."""
+    msg_id = client.execute(code)
+    error, text = None, []
+    while True:
+        msg = client.get_iopub_msg(timeout=60)
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue
+        if msg["msg_type"] == "error":
+            assert error is None, "a second error message for one cell"
+            error = msg["content"]
+        elif msg["msg_type"] == "stream":
+            text.append(msg["content"]["text"])
+        elif msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+            return error, "".join(text)
+
+
+@pytest.fixture(scope="module")
+def generic_kernel():
+    """ipykernel's own 'python3' kernel: what 'New notebook' used to start, no D2L_FRAMEWORK."""
+    env = {key: value for key, value in os.environ.items() if key != "D2L_FRAMEWORK"}
+    manager, client = start_new_kernel(kernel_name="python3", startup_timeout=120, env=env)
+    try:
+        error, _ = run_in_kernel(client, "%load_ext d2l_shim.tab")
+        assert error is None, error
+        yield client
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
+
+
+def shown_lines(error):
+    """The lines Jupyter renders for an error output: its traceback, colours removed."""
+    return [line for entry in error["traceback"] for line in ANSI.sub("", entry).splitlines()]
+
+
+def test_wrong_kernel_fails_the_tab_cell_with_one_clear_line(generic_kernel):
+    error, printed = run_in_kernel(generic_kernel, "%%tab pytorch\nran = True\n")
+    assert error is not None, "a %%tab cell ran under a kernel that selects no framework"
+    assert error["ename"] == "NoFrameworkError"
+    lines = shown_lines(error)
+    assert lines == [f"NoFrameworkError: {error['evalue']}"], f"Jupyter would show: {lines}"
+    message = error["evalue"]
+    assert "no framework selected" in message and "Kernel > Change Kernel" in message
+    assert display_name(FRAMEWORKS[0]) in message
+    for framework in FRAMEWORKS[1:]:
+        assert FRAMEWORK_INFO[framework].label in message
+    assert printed == ""
+    # The cell did not run.
+    error, printed = run_in_kernel(generic_kernel, "print('ran' in globals())")
+    assert (error, printed.strip()) == (None, "False")
+
+
+def test_bad_tab_line_fails_with_one_line_naming_the_fix(generic_kernel):
+    error, _ = run_in_kernel(generic_kernel, "%%tab pytroch\nx = 1\n")
+    assert error["ename"] == "TabMarkerError"
+    assert shown_lines(error) == [f"TabMarkerError: {error['evalue']}"]
+    assert "unknown framework 'pytroch'" in error["evalue"]
+    assert all(fw in error["evalue"] for fw in FRAMEWORKS)
+
+
+def test_other_errors_keep_their_tracebacks(generic_kernel):
+    # Only our errors are shortened: a reader's own bug still shows where it happened.
+    error, _ = run_in_kernel(generic_kernel, "def f():\n    return 1 / 0\nf()\n")
+    assert error["ename"] == "ZeroDivisionError"
+    assert len(shown_lines(error)) > 3
+
+
+# ---------------------------------------------------------------- in IPython and plain Python
+
+
+@pytest.fixture
+def shell(monkeypatch, capsys):
+    from IPython.core.interactiveshell import InteractiveShell
+    from traitlets.config import Config
+
+    monkeypatch.setattr(tab, "_selected", None)
+    monkeypatch.delenv("D2L_FRAMEWORK", raising=False)
+    config = Config()
+    config.HistoryManager.hist_file = ":memory:"
+    ipython = InteractiveShell.instance(config=config)
+    ipython.run_line_magic("load_ext", "d2l_shim.tab")
+    yield ipython
+    ipython.run_line_magic("unload_ext", "d2l_shim.tab")
+
+
+def test_ipython_prints_the_message_once(shell, capsys):
+    capsys.readouterr()
+    result = shell.run_cell("%%tab jax\nx = 1\n")
+    out = ANSI.sub("", capsys.readouterr().out)
+    assert isinstance(result.error_in_exec, tab.NoFrameworkError)
+    assert out.count("no framework selected") == 1, out
+    assert "raise __import__" not in out
+
+
+def test_bad_d2l_framework_variable_is_a_wrong_kernel(shell, monkeypatch):
+    monkeypatch.setenv("D2L_FRAMEWORK", "theano")
+    result = shell.run_cell("%%tab jax\n1\n")
+    assert isinstance(result.error_in_exec, tab.NoFrameworkError)
+    assert "D2L_FRAMEWORK='theano' is not a framework" in str(result.error_in_exec)
+
+
+def test_plain_python_sees_an_ordinary_exception(monkeypatch):
+    monkeypatch.setattr(tab, "_selected", None)
+    monkeypatch.delenv("D2L_FRAMEWORK", raising=False)
+    with pytest.raises(tab.NoFrameworkError, match=r"select\('pytorch'\)"):
+        tab.active()
+    with pytest.raises(tab.TabMarkerError, match="names no framework"):
+        tab.parse_tab_line("%%tab")
