@@ -10,6 +10,7 @@ COMMANDS = {
     "notebooks": ("notebooks", "split, execute + merge, check the tabbed notebooks; run nbval"),
     "book": ("book", "build the HTML book"),
     "kernels": ("kernels", "register the four d2l Jupyter kernels"),
+    "lab": ("lab", "write the reader's per-framework folders under lab/ and start JupyterLab (make lab)"),
     "data": ("fetch", "fetch, inspect or verify the Fashion-MNIST cache"),
     "lock": ("lock", "re-resolve requirements/*.in into lock and conda files"),
     "test": ("testrun", "run every check and print one summary (make test)"),

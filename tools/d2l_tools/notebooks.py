@@ -18,10 +18,8 @@ execute  runs every notebook under each framework's kernel and merges the output
 check    the structure rules: tab groups, fresh error-free stored outputs, tags, kernelspec.
 nbval    splits, then runs nbval in strict mode on each framework's notebooks.
 
-Loaded as ``pytest -p d2l_tools.notebooks`` (which ``nbval`` does) the module is also a
-small nbval plugin: it fails a cell whose stored output holds an image when the re-run drew
-none (nbval ignores PNG/JPEG data entirely), and it makes a trailing ``;`` hide a cell's
-result under nbval as it does in Jupyter.
+nbval compares outputs through d2l_tools.nbval_plugin (numbers within tolerances, see
+d2l_tools.compare).
 """
 
 import argparse
@@ -42,14 +40,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
-import pytest
 
 from d2l_shim import FRAMEWORKS
 from d2l_shim.tab import MARKER, TabMarkerError, parse_tab_line
+from d2l_tools.compare import Policy, PolicyError, compare_outputs
 from d2l_tools.kernels import display_name, kernel_name
 
 REPO = Path(__file__).resolve().parents[2]
-SANITIZE_CFG = REPO / "tests" / "nbval_sanitize.cfg"
+SANITIZE_CFG = Path(__file__).with_name("nbval_sanitize.cfg")
 DEFAULT_SRC = "chapter_mlp"
 DEFAULT_OUT = "build/notebooks"
 CELL_TIMEOUT = 1200  # seconds; a full training run on 2 CPU cores takes minutes
@@ -325,8 +323,6 @@ async def _run_under(path, nb, framework, timeout, slots):
 
 def _load_sanitizer():
     """nbval's own sanitizing, so 'same text' means the same as it does under nbval."""
-    if not SANITIZE_CFG.exists():
-        return lambda text: text
     from nbval.plugin import get_sanitize_patterns
 
     patterns = get_sanitize_patterns(SANITIZE_CFG.read_text(encoding="utf-8"))
@@ -337,25 +333,6 @@ def _load_sanitizer():
         return text
 
     return sanitize
-
-
-def _text_view(outputs, sanitize):
-    """What nbval compares of a cell's outputs, minus images (which legitimately differ)."""
-    view = []
-    for out in outputs:
-        if out.output_type == "stream":
-            view.append((out.name, sanitize(out.text)))
-        elif out.output_type in ("display_data", "execute_result"):
-            texts = sorted((mime, sanitize(value)) for mime, value in out.data.items() if mime.startswith("text/"))
-            view.append((out.output_type, tuple(texts)))
-        elif out.output_type == "error":
-            view.append(("error", out.ename, out.evalue))
-    return view
-
-
-def _show(view):
-    text = " | ".join(str(part[-1]) if len(part) == 2 and isinstance(part[-1], str) else str(part[1:]) for part in view)
-    return repr(text[:300] + ("..." if len(text) > 300 else "")) if view else "(no output)"
 
 
 def merge_runs(nb, runs, name="notebook"):
@@ -385,12 +362,15 @@ def merge_runs(nb, runs, name="notebook"):
         if not ran:
             continue
         if len(ran) > 1 and IGNORE_OUTPUT_TAG not in cell.metadata.get("tags", []):
-            views = {}
-            for fw in ran:
-                views.setdefault(repr(_text_view(runs[fw].cells[index].outputs, sanitize)), []).append(fw)
-            if len(views) > 1:
-                lines = [f"  {', '.join(fws)}: {_show(_text_view(runs[fws[0]].cells[index].outputs, sanitize))}"
-                         for fws in views.values()]
+            # A shared cell must print the same text under every framework, up to the
+            # tolerances nbval will allow (images may differ: each framework draws its own).
+            first = runs[ran[0]].cells[index].outputs
+            policy = Policy.from_metadata(cell.metadata)
+            differing = {fw: compare_outputs(first, runs[fw].cells[index].outputs, policy, sanitize, images=False)
+                         for fw in ran[1:]}
+            differing = {fw: found for fw, found in differing.items() if found}
+            if differing:
+                lines = [f"  {fw} against {ran[0]}: {found[0]}" for fw, found in differing.items()]
                 problems.append(
                     f"{describe(index, cell)}: its text output differs between frameworks:\n" + "\n".join(lines)
                     + "\n  Make it a tab group (one `%%tab <framework>` cell each) or make its output"
@@ -528,6 +508,13 @@ def _check_cell(index, cell, tab):
     if IGNORE_OUTPUT_TAG in tags and not str(d2l.get("nbval_ignore_reason", "")).strip():
         problems.append(f"{where}: tagged {IGNORE_OUTPUT_TAG} without metadata.d2l.nbval_ignore_reason "
                         "(say in a few words what varies between runs)")
+    try:
+        policy = Policy.from_metadata(cell.metadata)
+        if policy.loosened and not policy.reason:
+            problems.append(f"{where}: metadata.d2l.compare loosens the comparison without a reason "
+                            "(say in a few words what varies between machines and why the tolerance holds it)")
+    except PolicyError as err:
+        problems.append(f"{where}: {err}")
     if cell.cell_type != "code":
         return problems
     for out in cell.outputs:
@@ -633,8 +620,8 @@ def nbval_command(framework, folder, junit_xml=None, timeout=CELL_TIMEOUT, xdist
     command = [
         sys.executable, "-m", "pytest", str(folder),
         f"--rootdir={folder.parent}",
-        "-p", "d2l_tools.notebooks",  # this module's nbval fixes (see pytest_configure below)
-        "--nbval",  # strict: every cell's output is compared unless tagged nbval-ignore-output
+        "-p", "d2l_tools.nbval_plugin",  # tolerant comparison (also loaded by its entry point)
+        "--nbval",  # every cell's output is compared unless tagged nbval-ignore-output
         f"--nbval-kernel-name={kernel_name(framework)}",
         f"--nbval-sanitize-with={SANITIZE_CFG}",
         f"--nbval-cell-timeout={timeout}",
@@ -697,52 +684,6 @@ def run_nbval(out, frameworks=FRAMEWORKS, jobs=2, timeout=CELL_TIMEOUT, xdist=0)
         total_failed += failed
     print(f"nbval: {total_passed} passed, {total_failed} failed")
     return total_failed == 0
-
-
-def pytest_configure(config):
-    """Let nbval run cells the way Jupyter does, with history.
-
-    nbval executes cells with store_history=False, and IPython then ignores a trailing ';'
-    (it looks for it in the history), so a cell like ``plt.plot(x, y);`` shows a result under
-    nbval that it never shows in Jupyter (nbval issue #194, IPython issue #14162).
-    """
-    from nbval.kernel import RunningKernel
-
-    def execute_cell_input(self, cell_input, allow_stdin=None):
-        return self.kc.execute(cell_input, store_history=True, allow_stdin=allow_stdin, stop_on_error=False)
-
-    RunningKernel.execute_cell_input = execute_cell_input
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_call(item):
-    """nbval skips PNG/JPEG when comparing, so check here that the re-run drew its images."""
-    result = yield
-    nbval_image_check(item)
-    return result
-
-
-def _image_types(outputs):
-    return {
-        mime
-        for out in outputs
-        if out.get("output_type") in ("display_data", "execute_result")
-        for mime in out.get("data", {})
-        if mime.startswith("image/")
-    }
-
-
-def nbval_image_check(item):
-    from nbval.plugin import IPyNbCell, NbCellError
-
-    if not isinstance(item, IPyNbCell) or item.options.get("skip"):
-        return
-    missing = _image_types(item.cell.outputs) - _image_types(item.test_outputs or [])
-    if missing:
-        raise NbCellError(
-            item.cell_num, f"the stored output has {', '.join(sorted(missing))} but the re-run drew no such image",
-            item.cell.source,
-        )
 
 
 # ---------------------------------------------------------------------------------------------
