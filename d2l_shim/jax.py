@@ -17,6 +17,7 @@ from flax.training import train_state
 from jax import numpy as jnp
 
 from d2l_shim import training
+from d2l_shim.devices import Devices
 from d2l_shim.hparams import HyperParameters, add_to_class  # noqa: F401 (re-exported for the book)
 from d2l_shim.plotting import plot, plt, set_axes, set_figsize, show_images, use_svg_display  # noqa: F401
 from d2l_shim.progress import ProgressBoard
@@ -25,7 +26,9 @@ from d2l_shim.progress import ProgressBoard
 # machine that is expected, and the warning would otherwise land in every notebook.
 logging.getLogger("jax._src.xla_bridge").setLevel(logging.ERROR)
 
-# Tensor aliases the chapter uses (d2l names).
+# ---------------------------------------------------------------------------------------
+# tensor aliases (d2l's names)
+
 float32 = jnp.float32
 arange = jnp.arange
 zeros = jnp.zeros
@@ -43,6 +46,9 @@ def get_key(seed=0):
     """A fresh PRNG key (JAX has no global random state)."""
     return jax.random.PRNGKey(seed)
 
+# ---------------------------------------------------------------------------------------
+# devices
+
 
 def cpu():
     return jax.devices("cpu")[0]
@@ -59,24 +65,19 @@ def gpu(i=0):
     return _gpus()[i]
 
 
-def num_gpus():
-    return len(_gpus())
+_devices = Devices(cpu, gpu, count_gpus=lambda: len(_gpus()))
+num_gpus, try_gpu, try_all_gpus = _devices.num_gpus, _devices.try_gpu, _devices.try_all_gpus
 
-
-def try_gpu(i=0):
-    """GPU ``i`` if it exists, else the CPU."""
-    return gpu(i) if num_gpus() >= i + 1 else cpu()
-
-
-def try_all_gpus():
-    return _gpus() or [cpu()]
+# ---------------------------------------------------------------------------------------
+# models
 
 
 class Module(nn.Module, HyperParameters):
     """Base class of models: a flax module that knows how to train and plot itself.
 
     Hyperparameters are dataclass fields (flax modules are dataclasses), so there is no
-    ``save_hyperparameters`` call in JAX models.
+    ``save_hyperparameters`` call in JAX models, and the steps take the parameters and the
+    train state: ``training_step(params, batch, state)``.
     """
 
     plot_train_per_epoch: int = field(default=2, init=False)
@@ -103,8 +104,7 @@ class Module(nn.Module, HyperParameters):
         return loss, grads
 
     def validation_step(self, params, batch, state):
-        loss = self.loss(params, batch[:-1], batch[-1], state)
-        self.plot("loss", loss, train=False)
+        self.plot("loss", self.loss(params, batch[:-1], batch[-1], state), train=False)
 
     def apply_init(self, dummy_input, key):
         return self.init(key, *dummy_input)
@@ -123,8 +123,7 @@ class Classifier(Module):
 
     def validation_step(self, params, batch, state):
         loss, _ = self.loss(params, batch[:-1], batch[-1], state)
-        self.plot("loss", loss, train=False)
-        self.plot("acc", self.accuracy(params, batch[:-1], batch[-1], state), train=False)
+        training.plot_validation(self, loss, self.accuracy(params, batch[:-1], batch[-1], state))
 
     @partial(jax.jit, static_argnums=(0, 5))
     def accuracy(self, params, X, Y, state, averaged=True):
@@ -143,10 +142,10 @@ class Classifier(Module):
     def layer_summary(self, X_shape, key=None):
         X = jnp.zeros(X_shape)
         params = self.init(key if key is not None else get_key(), X)
-        bound = self.clone().bind(params)
-        for layer in bound.net.layers:
-            X = layer(X)
-            print(layer.__class__.__name__, "output shape:\t", X.shape)
+        training.print_layer_shapes(self.clone().bind(params).net.layers, X)
+
+# ---------------------------------------------------------------------------------------
+# optimizer
 
 
 class SGD(HyperParameters):
@@ -164,6 +163,9 @@ class SGD(HyperParameters):
     def __call__(self):
         return optax.GradientTransformation(self.init, self.update)
 
+# ---------------------------------------------------------------------------------------
+# data
+
 
 @jax.jit
 def _take(tensors, indices):
@@ -173,14 +175,16 @@ def _take(tensors, indices):
 
 class DataModule(training.DataModule):
     take_batch = staticmethod(_take)
+    to_tensor = staticmethod(jnp.asarray)
+    channels_last = True  # images are (height, width, channels), as flax's layers expect
+    label_dtype = np.int32
 
 
 class FashionMNIST(training.FashionMNIST, DataModule):
-    channels_last = True
-    label_dtype = np.int32
+    """Fashion-MNIST as JAX arrays."""
 
-    def to_tensor(self, array):
-        return jnp.asarray(array)
+# ---------------------------------------------------------------------------------------
+# trainer
 
 
 class TrainState(train_state.TrainState):
@@ -189,7 +193,14 @@ class TrainState(train_state.TrainState):
 
 
 class Trainer(training.Trainer):
-    """Keeps parameters and optimizer state in ``self.state``; each step is one jitted call."""
+    """Keeps parameters and optimizer state in ``self.state``; the default steps are one jitted call each.
+
+    A model that overrides ``training_step`` (or ``validation_step``) runs that step as
+    written. JAX places the work on a GPU by itself when it has one.
+    """
+
+    devices = _devices
+    compiles_steps_of = Classifier
 
     def fit(self, model, data, key=None):
         self.key = key if key is not None else get_key()
@@ -205,59 +216,44 @@ class Trainer(training.Trainer):
         self.state = TrainState.create(apply_fn=self.model.apply, params=variables["params"],
                                        batch_stats=variables.get("batch_stats", {}),
                                        dropout_rng=dropout_key, tx=optimizer)
-        self.fused_step = self._fused_train_step()
-        self.fused_val = self._fused_val_step()
 
-    def _fused_train_step(self):
-        """Loss, gradient and update in one jitted call, unless the model customises training_step."""
+    def compile_train_step(self):
+        """``Classifier.training_step`` (less its plot) and the update, in one jitted call."""
         model = self.model
-        if type(model).training_step is not Classifier.training_step:
-            return None
 
         @jax.jit
         def step(state, batch):
             (loss, _), grads = jax.value_and_grad(model.loss, has_aux=True)(
                 state.params, batch[:-1], batch[-1], state)
-            if self.gradient_clip_val > 0:
-                grads = self.clip_gradients(self.gradient_clip_val, grads)
-            return state.apply_gradients(grads=grads), loss
-        return step
+            return self._apply(state, grads), loss
 
-    def _fused_val_step(self):
-        """Classifier.validation_step's loss and accuracy in one jitted call (XLA shares the forward pass)."""
+        def run(batch):
+            self.state, loss = step(self.state, batch)
+            return loss
+        return run
+
+    def compile_val_step(self):
+        """What ``Classifier.validation_step`` plots, in one jitted call (XLA shares the forward pass)."""
         model = self.model
-        if type(model).validation_step is not Classifier.validation_step:
-            return None
 
         @jax.jit
         def step(state, batch):
             loss, _ = model.loss(state.params, batch[:-1], batch[-1], state)
             return loss, model.accuracy(state.params, batch[:-1], batch[-1], state)
-        return step
+        return lambda batch: step(self.state, batch)
 
-    def fit_epoch(self):
-        for batch in self.train_dataloader:
-            batch = self.prepare_batch(batch)
-            if self.fused_step is not None:
-                self.state, loss = self.fused_step(self.state, batch)
-                self.model.plot("loss", loss, train=True)  # outside jit: plotting is a side effect
-            else:
-                _, grads = self.model.training_step(self.state.params, batch, self.state)
-                if self.gradient_clip_val > 0:
-                    grads = self.clip_gradients(self.gradient_clip_val, grads)
-                self.state = self.state.apply_gradients(grads=grads)
-            self.train_batch_idx += 1
-        if self.val_dataloader is None:
-            return
-        for batch in self.val_dataloader:
-            batch = self.prepare_batch(batch)
-            if self.fused_val is not None:
-                loss, acc = self.fused_val(self.state, batch)
-                self.model.plot("loss", loss, train=False)
-                self.model.plot("acc", acc, train=False)
-            else:
-                self.model.validation_step(self.state.params, batch, self.state)
-            self.val_batch_idx += 1
+    def train_step(self, batch):
+        _, grads = self.model.training_step(self.state.params, batch, self.state)
+        self.state = self._apply(self.state, grads)
+
+    def val_step(self, batch):
+        self.model.validation_step(self.state.params, batch, self.state)
+
+    def _apply(self, state, grads):
+        """``state`` after one update with ``grads`` (clipped when ``gradient_clip_val`` is set)."""
+        if self.gradient_clip_val > 0:
+            grads = self.clip_gradients(self.gradient_clip_val, grads)
+        return state.apply_gradients(grads=grads)
 
     def clip_gradients(self, grad_clip_val, grads):
         norm = jnp.sqrt(sum(jnp.sum(g ** 2) for g in jax.tree_util.tree_leaves(grads)))

@@ -5,13 +5,16 @@ from mxnet import autograd, gluon, np, npx
 from mxnet.gluon import nn
 
 from d2l_shim import training
+from d2l_shim.devices import Devices
 from d2l_shim.hparams import HyperParameters, add_to_class  # noqa: F401 (re-exported for the book)
 from d2l_shim.plotting import plot, plt, set_axes, set_figsize, show_images, use_svg_display  # noqa: F401
-from d2l_shim.progress import ProgressBoard
+from d2l_shim.progress import ProgressBoard  # noqa: F401
 
 npx.set_np()  # the book uses MXNet's numpy interface throughout
 
-# Tensor aliases the chapter uses (d2l names).
+# ---------------------------------------------------------------------------------------
+# tensor aliases (d2l's names)
+
 float32 = onp.float32
 arange = np.arange
 zeros = np.zeros
@@ -25,6 +28,9 @@ sigmoid = npx.sigmoid
 relu = npx.relu
 reshape = np.reshape
 
+# ---------------------------------------------------------------------------------------
+# devices
+
 
 def cpu():
     return npx.cpu()
@@ -34,33 +40,21 @@ def gpu(i=0):
     return npx.gpu(i)
 
 
-def num_gpus():
-    return npx.num_gpus()
+_devices = Devices(cpu, gpu, count_gpus=npx.num_gpus)
+num_gpus, try_gpu, try_all_gpus = _devices.num_gpus, _devices.try_gpu, _devices.try_all_gpus
 
-
-def try_gpu(i=0):
-    """GPU ``i`` if it exists, else the CPU."""
-    return gpu(i) if num_gpus() >= i + 1 else cpu()
-
-
-def try_all_gpus():
-    return [gpu(i) for i in range(num_gpus())] or [cpu()]
-
+# ---------------------------------------------------------------------------------------
+# models
 
 _cross_entropy = gluon.loss.SoftmaxCrossEntropyLoss()
 
 
-class Module(training.ModelSteps, nn.Block):
+class Module(training.ModuleBase, nn.Block):
     """Base class of models: a gluon ``Block`` that knows how to train and plot itself.
 
     Models built from raw arrays (``self.W = np.random.normal(...)``) are trained with
     ``SGD`` over those arrays; models built from gluon layers with a ``gluon.Trainer``.
     """
-
-    def __init__(self, plot_train_per_epoch=2, plot_valid_per_epoch=1):
-        super().__init__()
-        self.save_hyperparameters()
-        self.board = ProgressBoard()
 
     def get_scratch_params(self):
         """The raw ``np.ndarray`` attributes of this model (and of its d2l submodules)."""
@@ -95,7 +89,7 @@ class Module(training.ModelSteps, nn.Block):
         return gluon.Trainer(params, "sgd", {"learning_rate": self.lr})
 
 
-class Classifier(training.ClassifierSteps, Module):
+class Classifier(training.ClassifierBase, Module):
     """Base class of classifiers: cross-entropy loss, accuracy, validation accuracy plotting."""
 
     def accuracy(self, Y_hat, Y, averaged=True):
@@ -108,10 +102,10 @@ class Classifier(training.ClassifierSteps, Module):
         return losses.mean() if averaged else losses
 
     def layer_summary(self, X_shape):
-        X = np.random.randn(*X_shape)
-        for layer in self.net:
-            X = layer(X)
-            print(layer.__class__.__name__, "output shape:\t", X.shape)
+        training.print_layer_shapes(self.net, np.random.randn(*X_shape))
+
+# ---------------------------------------------------------------------------------------
+# optimizer
 
 
 class SGD(HyperParameters):
@@ -125,30 +119,37 @@ class SGD(HyperParameters):
         for param in self.params:
             param -= self.lr * param.grad
 
+# ---------------------------------------------------------------------------------------
+# data
+
 
 def _take(tensors, indices):
     indices = np.array(indices, dtype=onp.int64)
     return tuple(t.take(indices, axis=0) for t in tensors)
 
 
+def _to_tensor(array):
+    return np.array(array, dtype=array.dtype)  # np.array alone would make float32 of every dtype
+
+
 class DataModule(training.DataModule):
     take_batch = staticmethod(_take)
+    to_tensor = staticmethod(_to_tensor)
+    channels_last = False  # images are (channels, height, width)
+    label_dtype = onp.int32
 
 
 class FashionMNIST(training.FashionMNIST, DataModule):
-    channels_last = False
-    label_dtype = onp.int32
+    """Fashion-MNIST as MXNet arrays."""
 
-    def to_tensor(self, array):
-        return np.array(array, dtype=array.dtype)
+# ---------------------------------------------------------------------------------------
+# trainer
 
 
 class Trainer(training.Trainer):
     """Trains on the first ``num_gpus`` GPUs that exist (at most one here), else on the CPU."""
 
-    def __init__(self, max_epochs, num_gpus=0, gradient_clip_val=0):
-        super().__init__(max_epochs, num_gpus, gradient_clip_val)
-        self.gpus = [gpu(i) for i in range(min(num_gpus, npx.num_gpus()))]
+    devices = _devices
 
     def prepare_batch(self, batch):
         if self.gpus:
@@ -161,20 +162,13 @@ class Trainer(training.Trainer):
             model.set_scratch_params_device(self.gpus[0])
             model.collect_params().reset_ctx(self.gpus[0])
 
-    def fit_epoch(self):
-        for batch in self.train_dataloader:
-            with autograd.record():
-                loss = self.model.training_step(self.prepare_batch(batch))
-            loss.backward()
-            if self.gradient_clip_val > 0:
-                self.clip_gradients(self.gradient_clip_val, self.model)
-            self.optim.step(1)  # the loss is a batch mean already
-            self.train_batch_idx += 1
-        if self.val_dataloader is None:
-            return
-        for batch in self.val_dataloader:
-            self.model.validation_step(self.prepare_batch(batch))
-            self.val_batch_idx += 1
+    def train_step(self, batch):
+        with autograd.record():  # also puts the model in training mode
+            loss = self.model.training_step(batch)
+        loss.backward()
+        if self.gradient_clip_val > 0:
+            self.clip_gradients(self.gradient_clip_val, self.model)
+        self.optim.step(1)  # the loss is a batch mean already
 
     def clip_gradients(self, grad_clip_val, model):
         params = model.parameters()

@@ -2,8 +2,10 @@
 
 d2l's board adds a line object per point and redraws after every averaged point, which
 costs more than the training step on a laptop. This one keeps plain lists, redraws a
-cleared figure at most every ``redraw_interval`` seconds (live mode only) and always ends
-with one static figure of the whole run.
+cleared figure at most every ``REDRAW_INTERVAL`` seconds (live mode only) and always ends
+with one static figure of the whole run. ``Trainer.fit`` calls ``reset`` first, so every
+run (a re-run of a notebook cell included) gets its own display and only its own curves.
+A curve of a single point is drawn as a marker: a line through one point shows nothing.
 
 Modes: *live* in a Jupyter kernel (one figure updated in place); *static* when
 ``D2L_PROGRESS=static`` (set by our notebook runners and nbval) or outside Jupyter, where
@@ -37,12 +39,20 @@ class ProgressBoard(HyperParameters):
                  ls=("-", "--", "-.", ":"), colors=("C0", "C1", "C2", "C3"), fig=None, axes=None,
                  figsize=(3.5, 2.5), display=True):
         self.save_hyperparameters()
+        self.redraws = 0
+        self.reset()
+
+    def reset(self):
+        """Start a new run: no curves, and the next frame goes to a new display.
+
+        The display of an earlier run may be gone (Jupyter clears a cell's output when the
+        cell runs again), so a run never updates it.
+        """
         self.lines = {}  # label -> ([x, ...], [y, ...]) of averaged points
         self._pending = {}  # label -> [(x, raw y), ...] not yet averaged
         self._epoch_values = {}  # label -> raw values since the last epoch_summary()
         self._last_render = 0.0
-        self._handle = None
-        self.redraws = 0
+        self._handle = None  # the live display of this run, once it has one
 
     def draw(self, x, y, label, every_n=1):
         self._epoch_values.setdefault(label, []).append(y)
@@ -82,7 +92,8 @@ class ProgressBoard(HyperParameters):
         fig, axes = self._figure()
         axes.cla()
         for (label, (xs, ys)), ls, color in zip(self.lines.items(), _cycle(self.ls), _cycle(self.colors)):
-            axes.plot(xs, ys, linestyle=ls, color=color, label=label)
+            point = {"marker": "o", "markersize": 3} if len(xs) == 1 else {}  # a 1-point line is invisible
+            axes.plot(xs, ys, linestyle=ls, color=color, label=label, **point)
         axes.set_xlabel(self.xlabel)
         axes.set_ylabel(self.ylabel)
         axes.set_xscale(self.xscale)

@@ -1,14 +1,19 @@
 """TensorFlow flavour of the d2l helpers: ``from d2l_shim import tensorflow as d2l``."""
 
+from functools import partial
+
 import numpy as np
 import tensorflow as tf
 
 from d2l_shim import training
+from d2l_shim.devices import Devices
 from d2l_shim.hparams import HyperParameters, add_to_class  # noqa: F401 (re-exported for the book)
 from d2l_shim.plotting import plot, plt, set_axes, set_figsize, show_images, use_svg_display  # noqa: F401
-from d2l_shim.progress import ProgressBoard
+from d2l_shim.progress import ProgressBoard  # noqa: F401
 
-# Tensor aliases the chapter uses (d2l names).
+# ---------------------------------------------------------------------------------------
+# tensor aliases (d2l's names)
+
 float32 = tf.float32
 arange = tf.range
 zeros = tf.zeros
@@ -22,38 +27,40 @@ tanh = tf.tanh
 relu = tf.nn.relu
 reshape = tf.reshape
 
+# ---------------------------------------------------------------------------------------
+# devices
+
 
 def cpu():
+    """The CPU as a device context: ``with d2l.cpu(): ...``."""
     return tf.device("/CPU:0")
 
 
 def gpu(i=0):
+    """GPU ``i`` as a device context: ``with d2l.gpu(i): ...``."""
     return tf.device(f"/GPU:{i}")
 
 
-def num_gpus():
-    return len(tf.config.experimental.list_physical_devices("GPU"))
+_devices = Devices(cpu, gpu, count_gpus=lambda: len(tf.config.list_physical_devices("GPU")))
+num_gpus, try_gpu, try_all_gpus = _devices.num_gpus, _devices.try_gpu, _devices.try_all_gpus
+
+# ---------------------------------------------------------------------------------------
+# models
+
+_cross_entropy = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="none")
 
 
-def try_gpu(i=0):
-    """GPU ``i`` if it exists, else the CPU (as a device context: ``with d2l.try_gpu(): ...``)."""
-    return gpu(i) if num_gpus() >= i + 1 else cpu()
+class Module(training.ModuleBase, tf.keras.Model):
+    """Base class of models: a Keras ``Model`` that knows how to train and plot itself.
 
-
-def try_all_gpus():
-    return [gpu(i) for i in range(num_gpus())] or [cpu()]
-
-
-class Module(training.ModelSteps, tf.keras.Model):
-    """Base class of models: a Keras ``Model`` that knows how to train and plot itself."""
+    Set ``run_eagerly = True`` on a model to run its default steps eagerly too (see ``Trainer``).
+    """
 
     def __init__(self, plot_train_per_epoch=2, plot_valid_per_epoch=1):
-        super().__init__()
+        super().__init__(plot_train_per_epoch, plot_valid_per_epoch)
         # Keras 3 sets an instance attribute `loss = None` (for compile()), which would hide
         # the loss method that d2l models define.
         vars(self).pop("loss", None)
-        self.save_hyperparameters()
-        self.board = ProgressBoard()
 
     def call(self, X, *args, **kwargs):
         return self.forward(X, *args)  # Keras may pass training=...; our models do not use it
@@ -72,10 +79,7 @@ class Module(training.ModelSteps, tf.keras.Model):
         return tf.keras.optimizers.SGD(self.lr)
 
 
-_cross_entropy = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="none")
-
-
-class Classifier(training.ClassifierSteps, Module):
+class Classifier(training.ClassifierBase, Module):
     """Base class of classifiers: cross-entropy loss, accuracy, validation accuracy plotting."""
 
     def accuracy(self, Y_hat, Y, averaged=True):
@@ -89,10 +93,10 @@ class Classifier(training.ClassifierSteps, Module):
         return tf.reduce_mean(losses) if averaged else losses
 
     def layer_summary(self, X_shape):
-        X = tf.random.normal(X_shape)
-        for layer in self.net.layers:
-            X = layer(X)
-            print(layer.__class__.__name__, "output shape:\t", X.shape)
+        training.print_layer_shapes(self.net.layers, tf.random.normal(X_shape))
+
+# ---------------------------------------------------------------------------------------
+# optimizer
 
 
 class SGD(HyperParameters):
@@ -105,6 +109,9 @@ class SGD(HyperParameters):
         for grad, param in grads_and_vars:
             param.assign_sub(self.lr * grad)
 
+# ---------------------------------------------------------------------------------------
+# data
+
 
 def _take(tensors, indices):
     indices = tf.constant(indices)
@@ -113,14 +120,16 @@ def _take(tensors, indices):
 
 class DataModule(training.DataModule):
     take_batch = staticmethod(_take)
+    to_tensor = staticmethod(tf.constant)
+    channels_last = True  # images are (height, width, channels), as Keras layers expect
+    label_dtype = np.int32
 
 
 class FashionMNIST(training.FashionMNIST, DataModule):
-    channels_last = True
-    label_dtype = np.int32
+    """Fashion-MNIST as TensorFlow tensors."""
 
-    def to_tensor(self, array):
-        return tf.constant(array)
+# ---------------------------------------------------------------------------------------
+# trainer
 
 
 class Trainer(training.Trainer):
@@ -129,51 +138,39 @@ class Trainer(training.Trainer):
     Keras compiles the steps of its own ``fit`` the same way: an eager step costs several
     times its arithmetic here. A model that overrides ``training_step`` (or
     ``validation_step``), or sets ``run_eagerly = True``, runs that step eagerly.
+    TensorFlow places the work on a GPU by itself when it has one.
     """
 
-    def prepare_training(self):
-        model = self.model
-        default_train = type(model).training_step is Module.training_step
-        default_val = type(model).validation_step is Classifier.validation_step
-        self.train_graph = tf.function(self._train_step) if default_train and not model.run_eagerly else None
-        self.val_graph = tf.function(self._val_loss_acc) if default_val and not model.run_eagerly else None
+    devices = _devices
+    compiles_steps_of = Classifier
 
-    def _train_step(self, batch, plot=False):
+    def prepare_batch(self, batch):
+        return tuple(batch)  # a tf.function traces once per structure: keep it one tuple
+
+    def compile_train_step(self):
+        """``Module.training_step`` (less its plot) and the update, as one graph."""
+        if self.model.run_eagerly:
+            return None
+        return tf.function(partial(self._update, loss_of=partial(training.batch_loss, self.model)))
+
+    def compile_val_step(self):
+        """What ``Classifier.validation_step`` plots, computed in one graph."""
+        if self.model.run_eagerly:
+            return None
+        return tf.function(partial(training.batch_loss_and_accuracy, self.model))
+
+    def train_step(self, batch):
+        self._update(batch, self.model.training_step)
+
+    def _update(self, batch, loss_of):
+        """One step of gradient descent on ``loss_of(batch)``."""
         with tf.GradientTape() as tape:
-            if plot:
-                loss = self.model.training_step(batch)
-            else:  # Module.training_step without its plot (a Python side effect, done by the caller)
-                loss = self.model.loss(self.model(*batch[:-1]), batch[-1])
+            loss = loss_of(batch)
         grads = tape.gradient(loss, self.model.trainable_variables)
         if self.gradient_clip_val > 0:
             grads = self.clip_gradients(self.gradient_clip_val, grads)
         self.optim.apply_gradients(zip(grads, self.model.trainable_variables))
         return loss
-
-    def _val_loss_acc(self, batch):
-        """What Classifier.validation_step plots, computed in a graph."""
-        Y_hat = self.model(*batch[:-1])
-        return self.model.loss(Y_hat, batch[-1]), self.model.accuracy(Y_hat, batch[-1])
-
-    def fit_epoch(self):
-        for batch in self.train_dataloader:
-            batch = tuple(self.prepare_batch(batch))
-            if self.train_graph is not None:
-                self.model.plot("loss", self.train_graph(batch), train=True)
-            else:
-                self._train_step(batch, plot=True)
-            self.train_batch_idx += 1
-        if self.val_dataloader is None:
-            return
-        for batch in self.val_dataloader:
-            batch = tuple(self.prepare_batch(batch))
-            if self.val_graph is not None:
-                loss, acc = self.val_graph(batch)
-                self.model.plot("loss", loss, train=False)
-                self.model.plot("acc", acc, train=False)
-            else:
-                self.model.validation_step(batch)
-            self.val_batch_idx += 1
 
     def clip_gradients(self, grad_clip_val, grads):
         clipped, _ = tf.clip_by_global_norm(grads, grad_clip_val)

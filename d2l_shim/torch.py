@@ -1,16 +1,21 @@
 """PyTorch flavour of the d2l helpers: ``from d2l_shim import torch as d2l``."""
 
+import contextlib
+
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from d2l_shim import training
+from d2l_shim.devices import Devices
 from d2l_shim.hparams import HyperParameters, add_to_class  # noqa: F401 (re-exported for the book)
 from d2l_shim.plotting import plot, plt, set_axes, set_figsize, show_images, use_svg_display  # noqa: F401
-from d2l_shim.progress import ProgressBoard
+from d2l_shim.progress import ProgressBoard  # noqa: F401
 
-# Tensor aliases the chapter uses (d2l names).
+# ---------------------------------------------------------------------------------------
+# tensor aliases (d2l's names)
+
 float32 = torch.float32
 arange = torch.arange
 reshape = torch.reshape
@@ -24,6 +29,9 @@ sigmoid = torch.sigmoid
 tanh = torch.tanh
 relu = torch.relu
 
+# ---------------------------------------------------------------------------------------
+# devices
+
 
 def cpu():
     return torch.device("cpu")
@@ -33,29 +41,19 @@ def gpu(i=0):
     return torch.device(f"cuda:{i}")
 
 
-def num_gpus():
-    return torch.cuda.device_count()
+_devices = Devices(cpu, gpu, count_gpus=torch.cuda.device_count)
+num_gpus, try_gpu, try_all_gpus = _devices.num_gpus, _devices.try_gpu, _devices.try_all_gpus
+
+# ---------------------------------------------------------------------------------------
+# models
 
 
-def try_gpu(i=0):
-    """GPU ``i`` if it exists, else the CPU."""
-    return gpu(i) if num_gpus() >= i + 1 else cpu()
-
-
-def try_all_gpus():
-    return [gpu(i) for i in range(num_gpus())] or [cpu()]
-
-
-class Module(training.ModelSteps, nn.Module):
+class Module(training.ModuleBase, nn.Module):
     """Base class of models: a ``torch.nn.Module`` that knows how to train and plot itself."""
 
-    def __init__(self, plot_train_per_epoch=2, plot_valid_per_epoch=1):
-        super().__init__()
-        self.save_hyperparameters()
-        self.board = ProgressBoard()
-
     def plot(self, key, value, train):
-        training.plot_point(self, key, value.detach(), train)
+        # Detached: the board keeps values until it averages them, and must not keep their graphs.
+        super().plot(key, value.detach(), train)
 
     def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=self.lr)
@@ -67,7 +65,7 @@ class Module(training.ModelSteps, nn.Module):
             self.net.apply(init)
 
 
-class Classifier(training.ClassifierSteps, Module):
+class Classifier(training.ClassifierBase, Module):
     """Base class of classifiers: cross-entropy loss, accuracy, validation accuracy plotting."""
 
     def accuracy(self, Y_hat, Y, averaged=True):
@@ -80,10 +78,10 @@ class Classifier(training.ClassifierSteps, Module):
         return F.cross_entropy(Y_hat, Y.reshape((-1,)), reduction="mean" if averaged else "none")
 
     def layer_summary(self, X_shape):
-        X = torch.randn(*X_shape)
-        for layer in self.net:
-            X = layer(X)
-            print(layer.__class__.__name__, "output shape:\t", X.shape)
+        training.print_layer_shapes(self.net, torch.randn(*X_shape))
+
+# ---------------------------------------------------------------------------------------
+# optimizer
 
 
 class SGD(HyperParameters):
@@ -102,43 +100,37 @@ class SGD(HyperParameters):
             if param.grad is not None:
                 param.grad.zero_()
 
+# ---------------------------------------------------------------------------------------
+# data
 
-class _TensorBatches(torch.utils.data.Dataset):
-    """Dataset indexed by a whole batch of indices at once."""
 
-    def __init__(self, tensors):
-        self.tensors = tensors
+def _take(tensors, indices):
+    indices = torch.from_numpy(indices)
+    return tuple(t.index_select(0, indices) for t in tensors)  # faster than t[indices]
 
-    def __len__(self):
-        return len(self.tensors[0])
 
-    def __getitem__(self, indices):
-        indices = torch.from_numpy(indices)
-        return tuple(t.index_select(0, indices) for t in self.tensors)  # faster than t[indices]
+def _to_tensor(array):
+    return torch.from_numpy(np.ascontiguousarray(array))  # shares the memory of `array`
 
 
 class DataModule(training.DataModule):
-    def get_tensorloader(self, tensors, train, indices=slice(0, None)):
-        tensors = tuple(t[indices] for t in tensors)
-        # A torch DataLoader whose sampler yields whole index batches: one gather per batch.
-        sampler = training.IndexBatches(len(tensors[0]), self.batch_size, train, getattr(self, "rng", None))
-        return torch.utils.data.DataLoader(_TensorBatches(tensors), sampler=sampler, batch_size=None)
+    take_batch = staticmethod(_take)
+    to_tensor = staticmethod(_to_tensor)
+    channels_last = False  # images are (channels, height, width)
+    label_dtype = np.int64  # what F.cross_entropy expects
 
 
 class FashionMNIST(training.FashionMNIST, DataModule):
-    channels_last = False
-    label_dtype = np.int64
+    """Fashion-MNIST as PyTorch tensors."""
 
-    def to_tensor(self, array):
-        return torch.from_numpy(np.ascontiguousarray(array))
+# ---------------------------------------------------------------------------------------
+# trainer
 
 
 class Trainer(training.Trainer):
     """Trains on the first ``num_gpus`` GPUs that exist (at most one here), else on the CPU."""
 
-    def __init__(self, max_epochs, num_gpus=0, gradient_clip_val=0):
-        super().__init__(max_epochs, num_gpus, gradient_clip_val)
-        self.gpus = [gpu(i) for i in range(min(num_gpus, torch.cuda.device_count()))]
+    devices = _devices
 
     def prepare_batch(self, batch):
         if self.gpus:
@@ -150,23 +142,19 @@ class Trainer(training.Trainer):
         if self.gpus:
             model.to(self.gpus[0])
 
-    def fit_epoch(self):
-        self.model.train()
-        for batch in self.train_dataloader:
-            loss = self.model.training_step(self.prepare_batch(batch))
-            self.optim.zero_grad()
-            loss.backward()
-            if self.gradient_clip_val > 0:
-                self.clip_gradients(self.gradient_clip_val, self.model)
-            self.optim.step()
-            self.train_batch_idx += 1
-        if self.val_dataloader is None:
-            return
-        self.model.eval()
-        with torch.no_grad():
-            for batch in self.val_dataloader:
-                self.model.validation_step(self.prepare_batch(batch))
-                self.val_batch_idx += 1
+    @contextlib.contextmanager
+    def mode(self, train):
+        self.model.train(train)  # dropout and the like behave as in training, or not
+        with torch.set_grad_enabled(train):
+            yield
+
+    def train_step(self, batch):
+        loss = self.model.training_step(batch)
+        self.optim.zero_grad()
+        loss.backward()
+        if self.gradient_clip_val > 0:
+            self.clip_gradients(self.gradient_clip_val, self.model)
+        self.optim.step()
 
     def clip_gradients(self, grad_clip_val, model):
         params = [p for p in model.parameters() if p.requires_grad]

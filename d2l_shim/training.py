@@ -1,11 +1,16 @@
 """The framework-neutral half of d2l's training API.
 
-``Trainer.fit`` (the epoch loop, progress and the per-epoch summary), the plotting
-logic of ``Module.plot`` and the Fashion-MNIST data module live here once. Each
-framework module subclasses them and supplies only what its framework does differently:
-how a batch is trained and validated, how arrays become tensors, where the device is.
+Written once here: the shared set-up and steps of ``Module`` and ``Classifier``, the whole
+of ``Trainer.fit`` (the epoch loop with and without validation, the choice between a
+model's own steps and a framework's compiled ones, progress and the per-epoch summary)
+and the Fashion-MNIST data module; device discovery is in ``d2l_shim.devices``. Each
+framework module (``torch``, ``mxnet``, ``tensorflow``, ``jax``) subclasses these and
+supplies only what its framework does differently: how one batch is trained, how arrays
+become tensors and a batch is gathered, where the devices are. The four have the same
+sections in the same order: tensor aliases, devices, models, optimizer, data, trainer.
 """
 
+import contextlib
 import math
 
 import numpy as np
@@ -13,6 +18,10 @@ import numpy as np
 from d2l_shim import data as _data
 from d2l_shim.hparams import HyperParameters
 from d2l_shim.plotting import show_images, to_numpy
+from d2l_shim.progress import ProgressBoard
+
+# ---------------------------------------------------------------------------------------
+# models
 
 
 def plot_point(model, key, value, train):
@@ -34,14 +43,43 @@ def plot_point(model, key, value, train):
     model.board.draw(x, value, ("train_" if train else "val_") + key, every_n=int(every_n))
 
 
-class ModelSteps(HyperParameters):
+def batch_loss(model, batch):
+    """The model's loss on ``batch`` (inputs..., labels), as d2l's ``Module`` steps compute it."""
+    return model.loss(model(*batch[:-1]), batch[-1])
+
+
+def batch_loss_and_accuracy(model, batch):
+    """A classifier's loss and accuracy on ``batch`` from one forward pass."""
+    Y_hat = model(*batch[:-1])
+    return model.loss(Y_hat, batch[-1]), model.accuracy(Y_hat, batch[-1])
+
+
+def plot_validation(model, loss, accuracy):
+    """What d2l's ``Classifier.validation_step`` plots."""
+    model.plot("loss", loss, train=False)
+    model.plot("acc", accuracy, train=False)
+
+
+def print_layer_shapes(layers, X):
+    """d2l's ``layer_summary``: pass ``X`` through ``layers`` one by one, printing each output shape."""
+    for layer in layers:
+        X = layer(X)
+        print(layer.__class__.__name__, "output shape:\t", X.shape)
+
+
+class ModuleBase(HyperParameters):
     """What d2l's ``Module`` does the same way in PyTorch, MXNet and TensorFlow.
 
     Framework modules list it before their framework's base class
-    (``class Module(ModelSteps, nn.Module)``) so that ``forward`` here wins over the
-    base class's placeholder. JAX differs (parameters live outside the model) and
-    defines its own.
+    (``class Module(ModuleBase, nn.Module)``) so that ``__init__`` and ``forward`` here
+    win over the base class's. JAX differs (a flax module is a dataclass whose parameters
+    live outside it) and defines its own.
     """
+
+    def __init__(self, plot_train_per_epoch=2, plot_valid_per_epoch=1):
+        super().__init__()  # the framework's base class (nn.Module, Block, keras.Model)
+        self.save_hyperparameters()
+        self.board = ProgressBoard()
 
     def loss(self, y_hat, y):
         raise NotImplementedError
@@ -54,29 +92,52 @@ class ModelSteps(HyperParameters):
         plot_point(self, key, value, train)
 
     def training_step(self, batch):
-        loss = self.loss(self(*batch[:-1]), batch[-1])
+        loss = batch_loss(self, batch)
         self.plot("loss", loss, train=True)
         return loss
 
     def validation_step(self, batch):
-        loss = self.loss(self(*batch[:-1]), batch[-1])
-        self.plot("loss", loss, train=False)
+        self.plot("loss", batch_loss(self, batch), train=False)
 
 
-class ClassifierSteps:
-    """d2l's ``Classifier.validation_step``: validation loss and accuracy, for every framework but JAX."""
+class ClassifierBase:
+    """d2l's ``Classifier.validation_step`` (loss and accuracy), for every framework but JAX."""
 
     def validation_step(self, batch):
-        Y_hat = self(*batch[:-1])
-        self.plot("loss", self.loss(Y_hat, batch[-1]), train=False)
-        self.plot("acc", self.accuracy(Y_hat, batch[-1]), train=False)
+        plot_validation(self, *batch_loss_and_accuracy(self, batch))
+
+
+# ---------------------------------------------------------------------------------------
+# trainer
+
+
+def keeps_step(model, step, defaults):
+    """Whether ``model``'s class runs ``defaults.<step>`` unchanged (it overrides nothing there)."""
+    return defaults is not None and getattr(type(model), step) is getattr(defaults, step)
 
 
 class Trainer(HyperParameters):
-    """Fit a model to data; framework subclasses define ``fit_epoch`` and the batch hooks."""
+    """Fit a model to data: the epoch loop, once for every framework.
+
+    A framework's ``Trainer`` supplies, in its own idiom:
+
+    * ``train_step(batch)``: run the model's ``training_step`` and update the parameters;
+    * ``val_step(batch)``, if the model's ``validation_step`` takes more than the batch (JAX);
+    * ``mode(train)``, if the framework switches the model between training and evaluation;
+    * ``devices``, its ``devices.Devices``; ``prepare_batch``/``prepare_model`` to move
+      batches and parameters there;
+    * optionally ``compile_train_step()`` and ``compile_val_step()`` with
+      ``compiles_steps_of = Classifier``: compiled versions of that class's default steps
+      (``batch -> loss`` and ``batch -> (loss, accuracy)``, without the plotting). They run
+      instead of the model's steps unless the model overrides them.
+    """
+
+    devices = None
+    compiles_steps_of = None
 
     def __init__(self, max_epochs, num_gpus=0, gradient_clip_val=0):
         self.save_hyperparameters()
+        self.gpus = self.devices.first_gpus(num_gpus) if self.devices is not None else []
 
     def prepare_data(self, data):
         self.train_dataloader = data.train_dataloader()
@@ -97,6 +158,8 @@ class Trainer(HyperParameters):
         self.prepare_model(model)
         self.optim = model.configure_optimizers()
         self.prepare_training()
+        self.prepare_steps()
+        model.board.reset()  # a re-run gets a new display, with this run's curves only
         self.epoch = 0
         self.train_batch_idx = 0
         self.val_batch_idx = 0
@@ -108,6 +171,33 @@ class Trainer(HyperParameters):
     def prepare_training(self):
         """Hook run once before the first epoch (JAX builds its train state here)."""
 
+    def prepare_steps(self):
+        """Use the framework's compiled default steps where the model keeps the default ones."""
+        model, defaults = self.model, self.compiles_steps_of
+        self.compiled_train_step = self.compile_train_step() if keeps_step(model, "training_step", defaults) else None
+        self.compiled_val_step = self.compile_val_step() if keeps_step(model, "validation_step", defaults) else None
+
+    def fit_epoch(self):
+        model = self.model
+        with self.mode(train=True):
+            for batch in self.train_dataloader:
+                batch = self.prepare_batch(batch)
+                if self.compiled_train_step is None:
+                    self.train_step(batch)
+                else:  # plotting is a Python side effect, so it stays out of the compiled step
+                    model.plot("loss", self.compiled_train_step(batch), train=True)
+                self.train_batch_idx += 1
+        if self.val_dataloader is None:
+            return
+        with self.mode(train=False):
+            for batch in self.val_dataloader:
+                batch = self.prepare_batch(batch)
+                if self.compiled_val_step is None:
+                    self.val_step(batch)
+                else:
+                    plot_validation(model, *self.compiled_val_step(batch))
+                self.val_batch_idx += 1
+
     def report_epoch(self):
         """Print one line per epoch with the means of what the model plotted during it."""
         summary = self.model.board.epoch_summary()
@@ -115,12 +205,40 @@ class Trainer(HyperParameters):
         parts = [f"{label.replace('_', ' ')} {value:.4f}" for label, value in summary.items()]
         print(f"epoch {self.epoch + 1:>{width}}/{self.max_epochs}: " + ", ".join(parts), flush=True)
 
-    def fit_epoch(self):
+    # What a framework supplies (see the class docstring).
+
+    def train_step(self, batch):
         raise NotImplementedError
+
+    def val_step(self, batch):
+        self.model.validation_step(batch)
+
+    def mode(self, train):
+        """Context in which one pass over the training (``train``) or validation data runs."""
+        return contextlib.nullcontext()
+
+    def compile_train_step(self):
+        return None
+
+    def compile_val_step(self):
+        return None
+
+
+# ---------------------------------------------------------------------------------------
+# data
 
 
 class DataModule(HyperParameters):
-    """Base class of data: ``train_dataloader()`` and ``val_dataloader()``."""
+    """Base class of data: ``train_dataloader()`` and ``val_dataloader()``.
+
+    A framework's ``DataModule`` sets its conventions for data:
+
+    * ``take_batch(tensors, indices)``: its gather of the rows ``indices`` (an int64 numpy
+      array) from each of ``tensors``, one call per batch;
+    * ``to_tensor(array)``: a numpy array as its tensor;
+    * ``channels_last``: whether images are (height, width, channels), else (channels, ...);
+    * ``label_dtype``: the numpy dtype of integer class labels its losses expect.
+    """
 
     def __init__(self, root=None, num_workers=0):
         self.save_hyperparameters()
@@ -135,10 +253,7 @@ class DataModule(HyperParameters):
         return self.get_dataloader(train=False)
 
     def get_tensorloader(self, tensors, train, indices=slice(0, None)):
-        """Minibatches of in-memory ``tensors`` (shuffled when ``train``), one gather per batch.
-
-        Framework modules set ``take_batch(tensors, indices)``, their gather of a batch.
-        """
+        """Minibatches of in-memory ``tensors`` (shuffled when ``train``), one gather per batch."""
         tensors = tuple(t[indices] for t in tensors)
         return IndexBatchLoader(tensors, self.batch_size, train, take=self.take_batch,
                                 rng=getattr(self, "rng", None))
@@ -184,13 +299,10 @@ class IndexBatchLoader:
 class FashionMNIST(DataModule):
     """Fashion-MNIST from the local cache, as float32 images in [0, 1] and integer labels.
 
-    Framework subclasses set ``channels_last`` and ``label_dtype`` and define
-    ``to_tensor`` and ``get_tensorloader``. Shuffling uses a generator seeded with
-    ``seed``, so the same notebook sees the same minibatches on every run.
+    A framework's ``FashionMNIST`` derives from this and from its ``DataModule``, whose
+    conventions (see ``DataModule``) make the tensors. Shuffling uses a generator seeded
+    with ``seed``, so the same notebook sees the same minibatches on every run.
     """
-
-    channels_last = False
-    label_dtype = np.int64
 
     def __init__(self, batch_size=64, resize=(28, 28), root=None, seed=0):
         super().__init__(root=root)
