@@ -5,6 +5,7 @@ Runs under both environments: framework tensors are tested for the frameworks of
 running interpreter (conftest.frameworks_under_test), everything else is numpy only.
 """
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -15,7 +16,8 @@ import numpy as np
 import pytest
 from conftest import framework_params
 
-from d2l_shim import FRAMEWORKS, plotting, progress, tab
+from d2l_shim import FRAMEWORKS, plotting, progress, tab, training
+from d2l_shim.devices import Devices
 from d2l_shim.hparams import HyperParameters, add_to_class
 from d2l_shim.progress import ProgressBoard
 
@@ -247,18 +249,39 @@ class FakeClock:
         return value
 
 
+def figure_snapshot(fig):
+    """What a figure shows at this moment: (label, xs, ys, marker) of each curve."""
+    return [(line.get_label(), [float(x) for x in line.get_xdata()], [float(y) for y in line.get_ydata()],
+             line.get_marker()) for line in fig.axes[0].lines]
+
+
 class FakeDisplay:
-    """Stands in for IPython.display.display and the handle it returns."""
+    """Stands in for IPython.display.display: records each call and what the figure showed.
+
+    As IPython's, a call with ``display_id=True`` returns a new handle (a new output area)
+    whose ``update`` redraws that output only; without it, the call returns None.
+    """
 
     def __init__(self):
-        self.calls, self.updates = [], []
+        self.calls, self.updates, self.handles = [], [], []
 
     def __call__(self, obj, display_id=None):
         self.calls.append((obj, display_id))
-        return self
+        handle = FakeHandle(self, obj)
+        self.handles.append(handle)
+        return handle if display_id else None
+
+
+class FakeHandle:
+    """One output area: ``shown`` is what it showed, first display then each update."""
+
+    def __init__(self, display, obj):
+        self.display = display
+        self.shown = [figure_snapshot(obj)]
 
     def update(self, obj):
-        self.updates.append(obj)
+        self.display.updates.append(obj)
+        self.shown.append(figure_snapshot(obj))
 
 
 def pretend_kernel(monkeypatch):
@@ -391,6 +414,223 @@ def test_live_mode_needs_a_kernel_and_respects_d2l_progress(monkeypatch):
     assert progress.live_mode() is True
     monkeypatch.setenv("D2L_PROGRESS", "static")
     assert progress.live_mode() is False
+
+
+def test_live_board_shows_each_point_it_has_and_nothing_before(monkeypatch, fake_jupyter):
+    """A line through one point draws nothing: a lone point gets a marker, or the first
+    live frame would be empty axes with a legend."""
+    monkeypatch.setenv("D2L_PROGRESS", "live")
+    monkeypatch.setattr(progress, "time", types.SimpleNamespace(monotonic=FakeClock(step=2.0)))
+    board = ProgressBoard()
+    xs, ys = [0.1, 0.2, 0.3, 0.4], [2.0, 1.0, 0.8, 0.6]
+    board.draw(xs[0], ys[0], "train_loss", every_n=2)
+    assert fake_jupyter.calls == [], "no frame before there is a point"
+    board.draw(xs[1], ys[1], "train_loss", every_n=2)
+    [(label, px, py, marker)] = fake_jupyter.handles[0].shown[0]
+    assert (label, px, py) == ("train_loss", [np.mean(xs[:2])], [np.mean(ys[:2])])
+    assert marker not in ("None", "", " ", None), "the single point is drawn"
+    feed(board, xs[2:], ys[2:], "train_loss", every_n=2)
+    [(_, px, py, marker)] = fake_jupyter.handles[0].shown[-1]
+    assert len(px) == 2 and marker == "None", "a line needs no markers"
+
+
+def test_reset_forgets_the_run_so_far(figure_dir):
+    board = ProgressBoard(display=False)
+    feed(board, range(5), [1.0] * 5, "train_loss", every_n=2)  # two averaged points, one pending
+    board.reset()
+    assert board.lines == {} and board.epoch_summary() == {}
+    feed(board, range(2), [3.0, 5.0], "train_loss", every_n=2)
+    assert board.lines == {"train_loss": ([0.5], [4.0])}, "no value of the earlier run is averaged in"
+
+
+# ---------------------------------------------------------------------------------------
+# the trainer's epoch loop, with a numpy stand-in for a framework
+
+class ToyModel(training.ModuleBase):
+    """Its output is its input, its loss the mean of output minus label: known values to plot."""
+
+    def __init__(self, lr=0.1):
+        super().__init__()
+        self.save_hyperparameters()
+        self.net = lambda X: X
+        self.steps = []  # ("train" | "val", the trainer's mode then)
+
+    def __call__(self, X):  # what the framework's base class (nn.Module, ...) does
+        return self.forward(X)
+
+    def loss(self, y_hat, y):
+        return float(np.mean(y_hat - y))
+
+    def configure_optimizers(self):
+        return None
+
+
+class ToyClassifier(training.ClassifierBase, ToyModel):
+    def accuracy(self, y_hat, y):
+        return float(np.mean(y_hat > y))
+
+
+class ToyTrainer(training.Trainer):
+    """A framework's part of the trainer: a step (nothing to update here) and a mode."""
+
+    current_mode = None
+
+    @contextlib.contextmanager
+    def mode(self, train):
+        self.current_mode = "train" if train else "eval"
+        yield
+        self.current_mode = None
+
+    def train_step(self, batch):
+        self.model.steps.append(("train", self.current_mode))
+        self.model.training_step(batch)
+
+    def val_step(self, batch):
+        self.model.steps.append(("val", self.current_mode))
+        super().val_step(batch)
+
+
+class ToyData(training.DataModule):
+    """``num_train`` training and ``num_val`` validation examples, all of value ``value`` (labels 0)."""
+
+    take_batch = staticmethod(lambda tensors, indices: tuple(t[indices] for t in tensors))
+
+    def __init__(self, value, num_train=8, num_val=4, batch_size=2):
+        super().__init__()
+        self.save_hyperparameters()
+        self.rng = np.random.default_rng(0)
+
+    def get_dataloader(self, train):
+        count = self.num_train if train else self.num_val
+        if count == 0:
+            return None
+        return self.get_tensorloader((np.full(count, self.value), np.zeros(count)), train)
+
+
+def expected_train_xs(num_batches, epochs, per_epoch):
+    """Where the board puts the averaged training points: mean fractional epoch of each group."""
+    batch_xs = np.arange(num_batches * epochs) / num_batches
+    return batch_xs.reshape(-1, num_batches // per_epoch).mean(axis=1).tolist()
+
+
+def test_fit_gives_each_run_its_own_live_display_and_curves(monkeypatch, fake_jupyter, capsys):
+    """A re-run of a notebook's training cell clears the old output: the second fit must draw
+    into a display of its own, and show its own run only."""
+    monkeypatch.setenv("D2L_PROGRESS", "live")
+    monkeypatch.setattr(progress, "time", types.SimpleNamespace(monotonic=FakeClock(step=2.0)))
+    model, epochs = ToyModel(), 2
+    ToyTrainer(max_epochs=epochs).fit(model, ToyData(value=1.0))
+    first_run_frames = len(fake_jupyter.handles[0].shown)
+    ToyTrainer(max_epochs=epochs).fit(model, ToyData(value=5.0))
+
+    assert [display_id for _, display_id in fake_jupyter.calls] == [True, True], "one new display per run"
+    first, second = fake_jupyter.handles
+    assert len(first.shown) == first_run_frames, "the second run never draws into the first's output"
+    for frame in second.shown:
+        assert all(y == 5.0 for _, _, ys, _ in frame for y in ys), "a point of the first run is shown"
+    final = {label: (xs, ys) for label, xs, ys, _ in second.shown[-1]}
+    assert final.keys() == {"train_loss", "val_loss"}
+    assert final["train_loss"][0] == pytest.approx(expected_train_xs(4, epochs, 2))
+    assert final["val_loss"] == ([1.0, 2.0], [5.0, 5.0])
+
+
+def test_fit_in_static_jupyter_shows_each_runs_final_figure_once(monkeypatch, fake_jupyter, capsys):
+    monkeypatch.setenv("D2L_PROGRESS", "static")
+    model = ToyModel()
+    for value in (1.0, 5.0):
+        ToyTrainer(max_epochs=2).fit(model, ToyData(value=value))
+    assert len(fake_jupyter.calls) == 2 and fake_jupyter.updates == []
+    final = {label: ys for label, _, ys, _ in fake_jupyter.handles[1].shown[0]}
+    assert final == {"train_loss": [5.0] * 4, "val_loss": [5.0] * 2}
+
+
+def test_fit_without_validation_data_trains_and_reports_training_only(capsys):
+    model = ToyModel()
+    trainer = ToyTrainer(max_epochs=3)
+    trainer.fit(model, ToyData(value=2.0, num_val=0))
+    assert trainer.val_dataloader is None and trainer.num_val_batches == 0
+    assert model.steps == [("train", "train")] * 3 * 4
+    assert model.board.lines.keys() == {"train_loss"}
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [f"epoch {epoch}/3: train loss 2.0000" for epoch in (1, 2, 3)]
+
+
+def test_fit_runs_training_and_validation_in_their_modes_and_reports_each_epoch(capsys):
+    model = ToyModel()
+    ToyTrainer(max_epochs=2).fit(model, ToyData(value=3.0))
+    one_epoch = [("train", "train")] * 4 + [("val", "eval")] * 2
+    assert model.steps == one_epoch * 2
+    out = capsys.readouterr().out
+    assert out.splitlines() == [f"epoch {e}/2: train loss 3.0000, val loss 3.0000" for e in (1, 2)]
+
+
+class CompilingTrainer(ToyTrainer):
+    """Like TensorFlow's and JAX's trainers: compiled versions of ToyClassifier's default steps."""
+
+    compiles_steps_of = ToyClassifier
+
+    def compile_train_step(self):
+        def step(batch):
+            self.model.steps.append(("compiled train", self.current_mode))
+            return training.batch_loss(self.model, batch)
+        return step
+
+    def compile_val_step(self):
+        def step(batch):
+            self.model.steps.append(("compiled val", self.current_mode))
+            return training.batch_loss_and_accuracy(self.model, batch)
+        return step
+
+
+class OwnTrainingStep(ToyClassifier):
+    def training_step(self, batch):
+        self.steps.append(("own train", None))
+        return super().training_step(batch)
+
+
+class OwnValidationStep(ToyClassifier):
+    def validation_step(self, batch):
+        self.steps.append(("own val", None))
+        super().validation_step(batch)
+
+
+@pytest.mark.parametrize("model_class, train_kind, val_kind", [
+    (ToyClassifier, "compiled train", "compiled val"),
+    (OwnTrainingStep, "train", "compiled val"),
+    (OwnValidationStep, "compiled train", "val"),
+    # A Module's training_step is the Classifier's (it inherits it); its validation_step is
+    # not (no accuracy), so only that one runs as written.
+    (ToyModel, "compiled train", "val"),
+])
+def test_compiled_steps_run_where_the_model_keeps_the_default_steps(model_class, train_kind, val_kind, capsys):
+    model = model_class()
+    CompilingTrainer(max_epochs=1).fit(model, ToyData(value=0.5))
+    kinds = [kind for kind, _ in model.steps if not kind.startswith("own")]
+    assert kinds == [train_kind] * 4 + [val_kind] * 2
+    # The own steps ran, once per batch, where they replace the compiled ones.
+    assert sum(kind == "own train" for kind, _ in model.steps) == (4 if train_kind == "train" else 0)
+    assert sum(kind == "own val" for kind, _ in model.steps) == (
+        2 if model_class is OwnValidationStep else 0)
+    # Compiled or not, the board gets the same values: what the default steps plot.
+    reference = ToyClassifier() if model_class is not ToyModel else ToyModel()
+    ToyTrainer(max_epochs=1).fit(reference, ToyData(value=0.5))
+    assert model.board.lines == reference.board.lines
+
+
+# ---------------------------------------------------------------------------------------
+# devices
+
+@pytest.mark.parametrize("count", [0, 1, 3])
+def test_devices_count_the_gpus_and_fall_back_to_the_cpu(count):
+    devices = Devices(cpu=lambda: "cpu", gpu=lambda i: f"gpu{i}", count_gpus=lambda: count)
+    gpus = [f"gpu{i}" for i in range(count)]
+    assert devices.num_gpus() == count
+    assert devices.try_gpu() == (gpus[0] if gpus else "cpu")
+    assert devices.try_gpu(count) == "cpu"  # GPU number `count` never exists
+    assert [devices.try_gpu(i) for i in range(count)] == gpus
+    assert devices.try_all_gpus() == (gpus or ["cpu"])
+    assert devices.first_gpus(2) == gpus[:2]
+    assert devices.first_gpus(0) == []
 
 
 # ---------------------------------------------------------------------------------------
