@@ -54,8 +54,12 @@ chromium: ## install Debian's chromium for the browser check, if missing
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
-lab: setup data ## open JupyterLab on the chapter (pick a d2l kernel = a framework)
-	$(VENV)/bin/jupyter lab --notebook-dir=. chapter_mlp
+# `make lab LAB_IP=0.0.0.0` listens on every address, e.g. in a container whose port you publish.
+LAB_IP ?= 127.0.0.1
+LAB_PORT ?= 8888
+
+lab: setup data ## JupyterLab on lab/, one folder per framework (your changed copies are kept)
+	$(PY) -m d2l_tools lab --out lab --ip $(LAB_IP) --port $(LAB_PORT)
 
 notebooks: setup data ## re-execute every notebook under every kernel and store the outputs
 	$(PY) -m d2l_tools.notebooks execute

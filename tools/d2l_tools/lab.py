@@ -18,10 +18,12 @@ by the framework's label so the file browser reads like the book's tabs. The tab
 stays reachable for authors, under a name that says it is theirs, and is the real source
 rather than a copy, so nothing has to be merged back.
 
-A reader's copies are theirs: each file written here is recorded with its SHA-256 in
+A reader's copies are theirs: each file written here is recorded with a fingerprint in
 ``lab/.d2l-lab.json``. A later run replaces a file only while it still has the recorded
 content; a file the reader changed (edited, ran and saved) is kept, and the run says which
-ones are kept and how to get the chapter's version instead.
+ones are kept and how to get the chapter's version instead. A notebook's fingerprint covers
+its cells (sources and outputs) and kernel, not the metadata JupyterLab adds on opening
+(language_info, cell ids), so opening a notebook does not make it the reader's.
 """
 
 import argparse
@@ -75,6 +77,23 @@ chapter's version of one back, rename or delete your copy and run `make lab` aga
 
 def sha256(data):
     return hashlib.sha256(data).hexdigest()
+
+
+def fingerprint(rel, data):
+    """What identifies a file's content: the SHA-256 of its bytes, or of a notebook's cells.
+
+    Returns None for a notebook that does not parse (it is then the reader's, and kept).
+    """
+    if not rel.endswith(".ipynb"):
+        return sha256(data)
+    try:
+        nb = json.loads(data)
+        cells = [[cell["cell_type"], "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"],
+                  cell.get("outputs", []), cell.get("attachments", {})] for cell in nb["cells"]]
+        kernel = nb.get("metadata", {}).get("kernelspec", {}).get("name")
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return sha256(json.dumps([kernel, cells], sort_keys=True).encode("utf-8"))
 
 
 def write_bytes_atomic(path, data):
@@ -133,7 +152,7 @@ def read_manifest(out):
 
 
 def write_manifest(out, recorded):
-    text = json.dumps({"note": "written by `make lab`: SHA-256 of each file as it last wrote it",
+    text = json.dumps({"note": "written by `make lab`: fingerprint of each file as it last wrote it",
                        "files": dict(sorted(recorded.items()))}, indent=1) + "\n"
     write_bytes_atomic(out / MANIFEST, text.encode("utf-8"))
 
@@ -153,18 +172,19 @@ def sync(wanted, out, recorded):
         if target.exists():
             current = target.read_bytes()
             if current == data:
-                recorded[rel] = sha256(data)
+                recorded[rel] = fingerprint(rel, data)
                 continue
-            if recorded.get(rel) != sha256(current):
+            mine = fingerprint(rel, current)
+            if mine is None or recorded.get(rel) != mine:
                 report.kept.append(target)
                 continue
         write_bytes_atomic(target, data)
-        recorded[rel] = sha256(data)
+        recorded[rel] = fingerprint(rel, data)
         write_manifest(out, recorded)
         report.written.append(target)
     for rel in sorted(set(recorded) - set(wanted)):
         target = out / rel
-        if target.is_file() and not target.is_symlink() and sha256(target.read_bytes()) != recorded[rel]:
+        if target.is_file() and not target.is_symlink() and fingerprint(rel, target.read_bytes()) != recorded[rel]:
             report.kept.append(target)  # the reader's work on a notebook the chapter dropped
             continue
         target.unlink(missing_ok=True)

@@ -29,7 +29,7 @@ MXPY = str(REPO / ".venv-mxnet" / "bin" / "python")
 PYTEST = ["-m", "pytest", "-q", "--color=no", "-p", "no:cacheprovider"]
 
 # Tests run by a stage of their own (they need the split notebooks, the built book, or MXNet).
-NOT_UNIT = ["tests/test_notebook_structure.py", "tests/test_browser.py"]
+NOT_UNIT = ["tests/test_notebook_structure.py", "tests/test_browser.py", "tests/test_lab.py"]
 MXNET_UNIT = ["tests/test_core.py", "tests/test_data.py", "tests/test_frameworks.py", "tests/test_imports.py"]
 
 
@@ -49,6 +49,7 @@ def stages():
            for framework in FRAMEWORKS]
     yield [("book", [[PY, "-m", "d2l_tools.book", "build"]], {})]
     yield [("browser", [PY, *PYTEST, "tests/test_browser.py"], {})]
+    yield [("lab", [PY, *PYTEST, "tests/test_lab.py"], {})]
 
 
 def junit_counts(path):
