@@ -1,5 +1,6 @@
-"""Per-framework tests of d2l_shim.<framework>: a short fit on real data learns, and the
-device helpers fall back to the CPU.
+"""Per-framework tests of d2l_shim.<framework>: a short fit on real data learns, the
+device helpers fall back to the CPU, each fit draws its own progress display, and a model's
+own steps run (and agree with the compiled default steps of TensorFlow and JAX).
 
 Parametrised over the four frameworks; only those of the running interpreter run
 (conftest.frameworks_under_test): .venv tests pytorch, tensorflow and jax, .venv-mxnet
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 from conftest import framework_params, import_shim
 from parity_worker import build_model, initial_weights
+from test_core import FakeDisplay, pretend_kernel
 
 from d2l_shim.plotting import to_numpy
 
@@ -186,3 +188,78 @@ def test_trainer_sees_the_minibatches_that_the_seed_determines(framework, figure
     mismatched = [i for i, (got, want) in enumerate(zip(seen, expected)) if not np.array_equal(got, want)]
     assert not mismatched, (f"{len(mismatched)} of {len(seen)} minibatches differ from the seeded "
                             f"order, the first is batch {mismatched[0]}")
+
+
+@pytest.mark.parametrize("framework", framework_params())
+def test_each_fit_draws_its_own_live_display(framework, figure_dir, plain_script, monkeypatch, capsys):
+    """Re-running a notebook's training cell clears its old output: the second fit must show
+    a new display with the second run's curves only, never update the first one."""
+    import IPython.display
+
+    d2l = import_shim(framework)
+    pretend_kernel(monkeypatch)
+    shown = FakeDisplay()
+    monkeypatch.setattr(IPython.display, "display", shown)
+    monkeypatch.setenv("D2L_PROGRESS", "live")
+    model = build_model(framework, "concise", initial_weights(np.random.default_rng(5)), lr=LR)
+    d2l.Trainer(max_epochs=1).fit(model, small_fashion_mnist(d2l))
+    first_run_frames = len(shown.handles[0].shown)
+    d2l.Trainer(max_epochs=1).fit(model, small_fashion_mnist(d2l))
+
+    assert [display_id for _, display_id in shown.calls] == [True, True], "one new display per fit"
+    first, second = shown.handles
+    assert len(first.shown) == first_run_frames, "the second fit drew into the first fit's output"
+    final = {label: (xs, ys, marker) for label, xs, ys, marker in second.shown[-1]}
+    assert final.keys() == {"train_loss", "val_loss", "val_acc"}
+    for label, (xs, ys) in model.board.lines.items():  # the second run's own points, no more
+        assert final[label][:2] == (pytest.approx(xs), pytest.approx(ys))
+    assert len(final["train_loss"][0]) == model.plot_train_per_epoch
+    assert len(final["val_acc"][0]) == 1 and final["val_acc"][2] != "None", "a lone point is drawn"
+
+
+def model_with_own_steps(framework, weights, calls):
+    """The concise model, with training_step and validation_step overridden (they record each call)."""
+    base = type(build_model(framework, "concise", weights, lr=LR))
+    if framework == "jax":  # flax steps take the parameters and the train state
+        class OwnSteps(base):
+            def training_step(self, params, batch, state):
+                calls.append("train")
+                return super().training_step(params, batch, state)
+
+            def validation_step(self, params, batch, state):
+                calls.append("val")
+                super().validation_step(params, batch, state)
+    else:
+        class OwnSteps(base):
+            def training_step(self, batch):
+                calls.append("train")
+                return super().training_step(batch)
+
+            def validation_step(self, batch):
+                calls.append("val")
+                super().validation_step(batch)
+    return OwnSteps(lr=LR)
+
+
+@pytest.mark.parametrize("framework", framework_params())
+def test_own_steps_run_and_agree_with_the_default_steps(framework, figure_dir, plain_script, capsys):
+    d2l = import_shim(framework)
+    weights = initial_weights(np.random.default_rng(11))
+    default = build_model(framework, "concise", weights, lr=LR)
+    default.board.display = False
+    trainer = d2l.Trainer(max_epochs=1)
+    trainer.fit(default, small_fashion_mnist(d2l))
+    # TensorFlow and JAX run the default steps compiled (tf.function graphs, jitted): the fast path.
+    compiles = framework in ("tensorflow", "jax")
+    assert (trainer.compiled_train_step is not None, trainer.compiled_val_step is not None) == (compiles,) * 2
+
+    calls = []
+    own = model_with_own_steps(framework, weights, calls)
+    own.board.display = False
+    d2l.Trainer(max_epochs=1).fit(own, small_fashion_mnist(d2l))
+    assert calls == ["train"] * (NUM_TRAIN // BATCH_SIZE) + ["val"] * (NUM_VAL // BATCH_SIZE)
+    # Same weights, same minibatches: the same losses and accuracy, compiled or not.
+    assert own.board.lines.keys() == default.board.lines.keys() == {"train_loss", "val_loss", "val_acc"}
+    for label, (xs, ys) in default.board.lines.items():
+        assert own.board.lines[label][0] == xs
+        np.testing.assert_allclose(own.board.lines[label][1], ys, rtol=1e-4, err_msg=label)
