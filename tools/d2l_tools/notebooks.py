@@ -3,20 +3,18 @@
 A tabbed notebook holds each framework-specific code cell once per framework, marked by a
 first line ``%%tab pytorch`` (or a comma list, or ``%%tab all``), next to shared cells.
 
-    python -m d2l_tools.notebooks split   [--src chapter_mlp] [--out build/notebooks]
-    python -m d2l_tools.notebooks execute [--src chapter_mlp] [--frameworks pytorch,jax]
-                                               [--jobs 2] [--timeout 1200] [NOTEBOOK ...]
-    python -m d2l_tools.notebooks check   [--src chapter_mlp] [NOTEBOOK ...]
-    python -m d2l_tools.notebooks nbval   [--src chapter_mlp] [--out build/notebooks]
-                                               [--frameworks ...] [--jobs 2] [--timeout 1200]
-                                               [--xdist N]
+    python -m d2l_tools notebooks split   [--src chapter_mlp] [--out build/notebooks]
+    python -m d2l_tools notebooks execute [--src chapter_mlp] [--frameworks pytorch,jax]
+                                          [--jobs 2] [--timeout 1200] [NOTEBOOK ...]
+    python -m d2l_tools notebooks check   [--src chapter_mlp] [NOTEBOOK ...]
+    python -m d2l_tools notebooks nbval   [--frameworks ...]
 
 split    one plain notebook per framework: the book's downloads and what nbval runs.
 execute  runs every notebook under each framework's kernel and merges the outputs back into
          the tabbed notebook (``make notebooks``); shared cells must print the same text
          under every framework.
 check    the structure rules: tab groups, fresh error-free stored outputs, tags, kernelspec.
-nbval    splits, then runs nbval in strict mode on each framework's notebooks.
+nbval    splits, then runs nbval on each framework's notebooks (the nbval stages of make test).
 
 nbval compares outputs through d2l_tools.nbval_plugin (numbers within tolerances, see
 d2l_tools.compare).
@@ -29,13 +27,9 @@ import copy
 import hashlib
 import os
 import re
-import subprocess
 import sys
 import tempfile
-import threading
 import time
-import xml.etree.ElementTree as ET
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -515,6 +509,13 @@ def _check_cell(index, cell, tab):
                             "(say in a few words what varies between machines and why the tolerance holds it)")
     except PolicyError as err:
         problems.append(f"{where}: {err}")
+    try:
+        policy = Policy.from_metadata(cell.metadata)
+        if policy.loosened and not policy.reason:
+            problems.append(f"{where}: metadata.d2l.compare loosens the comparison without a reason "
+                            "(say in a few words what varies between machines and why the tolerance holds it)")
+    except PolicyError as err:
+        problems.append(f"{where}: {err}")
     if cell.cell_type != "code":
         return problems
     for out in cell.outputs:
@@ -636,63 +637,13 @@ def nbval_command(framework, folder, junit_xml=None, timeout=CELL_TIMEOUT, xdist
     return command
 
 
-def _junit_counts(path):
-    suite = ET.parse(path).getroot()
-    suite = suite if suite.tag == "testsuite" else suite.find("testsuite")
-    tests, failed = int(suite.get("tests", 0)), int(suite.get("failures", 0)) + int(suite.get("errors", 0))
-    skipped = int(suite.get("skipped", 0))
-    return tests - failed - skipped, failed, skipped
-
-
-def _run_nbval(framework, root, timeout, xdist, lock):
-    with tempfile.TemporaryDirectory() as tmp:
-        xml = Path(tmp) / "junit.xml"
-        command = nbval_command(framework, root / framework, xml, timeout, xdist)
-        start = time.monotonic()
-        process = subprocess.Popen(
-            command, cwd=root, env={**os.environ, **REPRODUCIBLE_ENV},  # cwd: short paths in -v lines
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )
-        for line in process.stdout:
-            with lock:
-                print(f"[{framework}] {line}", end="", flush=True)
-        rc = process.wait()
-        seconds = time.monotonic() - start
-        if not xml.exists():
-            return framework, (0, 1, 0), rc, seconds
-        return framework, _junit_counts(xml), rc, seconds
-
-
-def run_nbval(out, frameworks=FRAMEWORKS, jobs=2, timeout=CELL_TIMEOUT, xdist=0):
-    """nbval on ``out/<framework>``, ``jobs`` frameworks at a time; returns True when all passed."""
-    _require_kernels(frameworks)
-    root = Path(out).resolve()
-    empty = [str(root / fw) for fw in frameworks if not any((root / fw).rglob("*.ipynb"))]
-    if empty:
-        raise NotebookError(f"no split notebooks in {', '.join(empty)}: run the `split` command first")
-    lock = threading.Lock()
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        results = list(pool.map(lambda fw: _run_nbval(fw, root, timeout, xdist, lock), frameworks))
-    total_passed = total_failed = 0
-    print()
-    for framework, (passed, failed, skipped), rc, seconds in results:
-        note = "" if rc in (0, 1) else f", pytest exit code {rc}"
-        if rc not in (0, 1) and not failed:
-            failed = 1  # pytest itself failed (usage error, crash): count it
-        print(f"nbval {framework}: {passed} passed, {failed} failed, {skipped} skipped in {seconds:.0f} s{note}")
-        total_passed += passed
-        total_failed += failed
-    print(f"nbval: {total_passed} passed, {total_failed} failed")
-    return total_failed == 0
-
-
 # ---------------------------------------------------------------------------------------------
 # Command line
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(
-        prog="python -m d2l_tools.notebooks", description=__doc__,
+        prog="python -m d2l_tools notebooks", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True)
@@ -715,8 +666,7 @@ def main(argv=None):
     add("execute", "run under every kernel, merge the outputs back (make notebooks)",
         frameworks=True, jobs=2, names=True)
     add("check", "check the structure of the tabbed notebooks", names=True)
-    nbval = add("nbval", "split, then run nbval strictly per framework", frameworks=True, out=True, jobs=2)
-    nbval.add_argument("--xdist", type=int, default=0, help="pytest-xdist workers per framework (default off)")
+    add("nbval", "split, then run nbval per framework (the nbval stages of make test)", frameworks=True)
     args = parser.parse_args(argv)
 
     try:
@@ -738,11 +688,11 @@ def main(argv=None):
                     print("  " + problem.replace("\n", "\n    "))
             return 1 if failed else 0
         elif args.command == "nbval":
-            if args.jobs < 1:
-                raise NotebookError("--jobs must be at least 1")
+            from d2l_tools import testrun  # it imports this module
+
             frameworks = parse_frameworks(args.frameworks)
-            split_notebooks(find_notebooks(args.src), args.out, frameworks, prune=True)
-            return 0 if run_nbval(args.out, frameworks, args.jobs, args.timeout, args.xdist) else 1
+            return testrun.main(["--frameworks", ",".join(frameworks),
+                                 "--only", "split", *(f"nbval-{fw}" for fw in frameworks)])
     except NotebookError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

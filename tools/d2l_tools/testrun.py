@@ -1,138 +1,126 @@
 """Run every check of the project in order and print one summary (``make test``).
 
-    python -m d2l_tools.testrun [--only STAGE ...] [--list]
+    python -m d2l_tools test [--frameworks jax,pytorch] [--only STAGE ...] [--list]
 
 Stages: unit tests in both environments, the structure check of the tabbed notebooks,
-nbval on each framework's split notebooks, then the book build and its browser check.
-A failing stage does not stop the later ones, so one run reports everything; the exit
-status is non-zero when anything failed. Each pytest stage writes JUnit XML to
-``build/test-results/`` and the closing line sums them: ``N passed, N failed``.
+nbval on each framework's split notebooks (with the tests that noise passes and changes
+fail), then the book build, its browser check and the JupyterLab check. A failing stage does
+not stop the later ones, so one run reports everything; the exit status is non-zero when
+anything failed. Each pytest stage writes JUnit XML to ``build/test-results/`` and the
+closing line sums them: ``N passed, N failed``. ``--frameworks`` runs the framework-neutral
+stages and those of the named frameworks; the summary lists the others as not run.
 """
 
 import argparse
 import os
-import subprocess
 import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from d2l_shim import FRAMEWORKS
 from d2l_tools import notebooks
+from d2l_tools.nbval_plugin import COMPARE_PROPERTY
+from d2l_tools.procs import Results, junit_results, stream
 
 REPO = Path(__file__).resolve().parents[2]
 RESULTS = REPO / "build" / "test-results"
 PY = str(REPO / ".venv" / "bin" / "python")
 MXPY = str(REPO / ".venv-mxnet" / "bin" / "python")
 PYTEST = ["-m", "pytest", "-q", "--color=no", "-p", "no:cacheprovider"]
+MAIN_ENV_FRAMEWORKS = tuple(fw for fw in FRAMEWORKS if fw != "mxnet")
 
 # Tests run by a stage of their own (they need the split notebooks, the built book, or MXNet).
-NOT_UNIT = ["tests/test_notebook_structure.py", "tests/test_browser.py", "tests/test_lab.py"]
+NOT_UNIT = ["tests/test_notebook_structure.py", "tests/test_browser.py", "tests/test_lab.py",
+            "tests/test_compare_notebooks.py"]
 MXNET_UNIT = ["tests/test_core.py", "tests/test_data.py", "tests/test_frameworks.py", "tests/test_imports.py"]
+# Notebook kernels run with one compute thread each (notebooks.ONE_THREAD_ENV), so the nbval
+# stages run side by side, one per two cores, at least two and at most one per framework.
+PARALLEL_JOBS = max(2, min(len(FRAMEWORKS), (os.cpu_count() or 2) // 2))
 
 
-def stages():
-    """Groups of (name, command, extra env), in order; the stages of a group may run side by side.
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    command: list  # a pytest command line, or a list of plain commands run in turn
+    env: dict = field(default_factory=dict)
+    frameworks: tuple = ()  # the frameworks it checks; () for a framework-neutral stage
 
-    A command is a pytest command line, or a list of plain commands run in turn.
-    """
+
+def stages(frameworks=FRAMEWORKS):
+    """Groups of stages, in order; the stages of a group run side by side."""
+    main_env = [fw for fw in MAIN_ENV_FRAMEWORKS if fw in frameworks]
     unit_ignores = [f"--ignore={path}" for path in NOT_UNIT]
-    yield [("unit", [PY, *PYTEST, "tests", *unit_ignores], {"D2L_TEST_FRAMEWORKS": "pytorch,tensorflow,jax"})]
-    yield [("unit-mxnet", [MXPY, *PYTEST, *MXNET_UNIT], {"D2L_TEST_FRAMEWORKS": "mxnet"})]
-    yield [("structure", [PY, *PYTEST, "tests/test_notebook_structure.py"], {})]
-    yield [("split", [[PY, "-m", "d2l_tools.notebooks", "split"]], {})]
-    yield [(f"nbval-{framework}",
-            [PY, *notebooks.nbval_command(framework, REPO / "build" / "notebooks" / framework)[1:]],
-            notebooks.REPRODUCIBLE_ENV)
-           for framework in FRAMEWORKS]
-    yield [("book", [[PY, "-m", "d2l_tools.book", "build"]], {})]
-    yield [("browser", [PY, *PYTEST, "tests/test_browser.py"], {})]
-    yield [("lab", [PY, *PYTEST, "tests/test_lab.py"], {})]
+    yield [Stage("unit", [PY, *PYTEST, "tests", *unit_ignores], {"D2L_TEST_FRAMEWORKS": ",".join(main_env)})]
+    yield [Stage("unit-mxnet", [MXPY, *PYTEST, *MXNET_UNIT], {"D2L_TEST_FRAMEWORKS": "mxnet"}, ("mxnet",))]
+    yield [Stage("structure", [PY, *PYTEST, "tests/test_notebook_structure.py"])]
+    yield [Stage("split", [[PY, "-m", "d2l_tools", "notebooks", "split"]])]
+    yield [Stage(f"nbval-{fw}", [PY, *notebooks.nbval_command(fw, REPO / "build" / "notebooks" / fw)[1:]],
+                 notebooks.REPRODUCIBLE_ENV, (fw,)) for fw in FRAMEWORKS] + \
+          [Stage("compare", [PY, *PYTEST, "tests/test_compare_notebooks.py"],
+                 {"D2L_TEST_FRAMEWORKS": ",".join(main_env)}, MAIN_ENV_FRAMEWORKS)]
+    yield [Stage("book", [[PY, "-m", "d2l_tools", "book", "build"]])]
+    yield [Stage("browser", [PY, *PYTEST, "tests/test_browser.py"])]
+    yield [Stage("lab", [PY, *PYTEST, "tests/test_lab.py"], {}, ("jax",))]
 
 
-def junit_counts(path):
-    """(passed, failed, skipped) from a JUnit XML file written by pytest."""
-    root = ET.parse(path).getroot()
-    suites = [root] if root.tag == "testsuite" else root.findall("testsuite")
-    tests = failed = skipped = 0
-    for suite in suites:
-        tests += int(suite.get("tests", 0))
-        failed += int(suite.get("failures", 0)) + int(suite.get("errors", 0))
-        skipped += int(suite.get("skipped", 0))
-    return tests - failed - skipped, failed, skipped
-
-
-def failed_cases(path):
-    """Names of failed test cases in a JUnit file: for nbval they name notebook and cell."""
-    root = ET.parse(path).getroot()
-    names = []
-    for case in root.iter("testcase"):
-        if case.find("failure") is not None or case.find("error") is not None:
-            names.append(f"{case.get('classname', '')}::{case.get('name', '')}")
-    return names
-
-
-_print_lock = threading.Lock()
-
-
-def _call(command, env, prefix):
-    """Run ``command``; with a prefix, its output lines are tagged (it runs beside another stage)."""
-    if not prefix:
-        return subprocess.call(command, cwd=REPO, env=env)
-    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
-    for line in process.stdout:
-        with _print_lock:
-            print(f"[{prefix}] {line}", end="", flush=True)
-    return process.wait()
-
-
-def run_stage(name, command, env, parallel=False):
-    print(f"\n===== {name} =====", flush=True)
-    prefix = name if parallel else None
-    env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
+def run_stage(stage, parallel=False):
+    """Run one stage; returns (Results, seconds)."""
+    print(f"\n===== {stage.name} =====", flush=True)
+    prefix = stage.name if parallel else None
+    env = {**os.environ, **stage.env, "PYTHONUNBUFFERED": "1"}
     start = time.monotonic()
-    if command and isinstance(command[0], list):  # plain commands: one check each
-        rc = 0
-        for step in command:
-            rc = _call(step, env, prefix)
+    if stage.command and isinstance(stage.command[0], list):  # plain commands: one check each
+        for step in stage.command:
+            rc = stream(step, env, REPO, prefix)
             if rc:
-                break
-        counts = (0, 1, 0) if rc else (1, 0, 0)
-        return counts, [f"{name}: `{' '.join(step[2:])}` exited with {rc}"] if rc else [], time.monotonic() - start
-    xml = RESULTS / f"{name}.xml"
+                return Results(failed=1, failures=[f"{stage.name}: `{' '.join(step[1:])}` exited with {rc}"]), \
+                    time.monotonic() - start
+        return Results(passed=1), time.monotonic() - start
+    xml = RESULTS / f"{stage.name}.xml"
     xml.unlink(missing_ok=True)
-    rc = _call([*command, f"--junitxml={xml}"], env, prefix)
+    rc = stream([*stage.command, f"--junitxml={xml}"], env, REPO, prefix)
     seconds = time.monotonic() - start
     if not xml.exists():
-        return (0, 1, 0), [f"{name}: pytest exited with {rc} before writing results"], seconds
-    passed, failed, skipped = junit_counts(xml)
-    failures = [f"{name}: {case}" for case in failed_cases(xml)]
-    if rc not in (0, 1) and not failed:
-        failed, failures = 1, [f"{name}: pytest exited with {rc}"]
-    return (passed, failed, skipped), failures, seconds
+        return Results(failed=1, failures=[f"{stage.name}: pytest exited with {rc} before writing results"]), seconds
+    results = junit_results(xml)
+    results.failures = [f"{stage.name}: {case}" for case in results.failures]
+    if rc not in (0, 1) and not results.failed:
+        results.failed, results.failures = 1, [f"{stage.name}: pytest exited with {rc}"]
+    return results, seconds
 
 
-# Notebook kernels run with one compute thread each (notebooks.ONE_THREAD_ENV): two at a
-# time use both cores.
-PARALLEL_JOBS = 2
+def compare_note(results):
+    """How the cells of an nbval stage were compared, from the plugin's JUnit properties."""
+    counts = {how: results.properties[(COMPARE_PROPERTY, how)] for how in ("exact", "tolerant", "ignored")}
+    if not any(counts.values()):
+        return ""
+    return (f"  cells compared: {counts['exact'] + counts['tolerant']} ({counts['tolerant']} with declared "
+            f"tolerances), ignored: {counts['ignored']}")
 
 
-def run_parallel(chosen, jobs):
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = [(name, pool.submit(run_stage, name, command, env, True)) for name, command, env in chosen]
-        return [(name, *future.result()) for name, future in futures]
+def parse_frameworks(text):
+    names = [name.strip().lower() for name in (text or "").split(",") if name.strip()]
+    unknown = [name for name in names if name not in FRAMEWORKS]
+    if unknown:
+        raise SystemExit(f"error: unknown framework(s) {', '.join(unknown)}: use a comma list of "
+                         f"{', '.join(FRAMEWORKS)}")
+    return tuple(fw for fw in FRAMEWORKS if fw in names) or FRAMEWORKS
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m d2l_tools test", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--frameworks", default=os.environ.get("FRAMEWORKS", ""),
+                        help="comma list (default: all four, or $FRAMEWORKS)")
     parser.add_argument("--only", nargs="+", metavar="STAGE", help="run only these stages")
     parser.add_argument("--list", action="store_true", help="list the stages and exit")
     args = parser.parse_args(argv)
-    groups = list(stages())
-    names = [name for group in groups for name, _, _ in group]
+    frameworks = parse_frameworks(args.frameworks)
+    groups = [[s for s in group if not s.frameworks or set(s.frameworks) & set(frameworks)]
+              for group in stages(frameworks)]
+    names = [stage.name for group in groups for stage in group]
     if args.list:
         print("\n".join(names))
         return 0
@@ -140,25 +128,32 @@ def main(argv=None):
     if unknown:
         parser.error(f"unknown stage(s) {', '.join(sorted(unknown))}; see --list")
     RESULTS.mkdir(parents=True, exist_ok=True)
-    totals, all_failures, lines, results = [0, 0, 0], [], [], []
+    results = []
     for group in groups:
-        chosen = [stage for stage in group if not args.only or stage[0] in args.only]
-        if len(chosen) == 1:
-            results.append((chosen[0][0], *run_stage(*chosen[0])))
-        elif chosen:
-            results += run_parallel(chosen, PARALLEL_JOBS)
-    for name, (passed, failed, skipped), failures, seconds in results:
-        for i, n in enumerate((passed, failed, skipped)):
-            totals[i] += n
-        all_failures += failures
-        lines.append(f"  {name:<17} {passed:>4} passed {failed:>3} failed {skipped:>3} skipped {seconds:>7.1f} s")
+        chosen = [stage for stage in group if not args.only or stage.name in args.only]
+        with ThreadPoolExecutor(max_workers=PARALLEL_JOBS) as pool:
+            futures = [(stage, pool.submit(run_stage, stage, len(chosen) > 1)) for stage in chosen]
+            results += [(stage, *future.result()) for stage, future in futures]
+    totals, failures, lines = Results(), [], []
+    for stage, result, seconds in results:
+        totals.passed += result.passed
+        totals.failed += result.failed
+        totals.skipped += result.skipped
+        failures += result.failures
+        lines.append(f"  {stage.name:<17} {result.passed:>4} passed {result.failed:>3} failed "
+                     f"{result.skipped:>3} skipped {seconds:>7.1f} s")
+        if stage.name.startswith("nbval-"):
+            lines[-1] += compare_note(result)
     print("\n===== summary =====")
     print("\n".join(lines))
-    if all_failures:
+    left_out = [fw for fw in FRAMEWORKS if fw not in frameworks]
+    if left_out:
+        print(f"not run: {', '.join(left_out)} (left out by --frameworks/FRAMEWORKS; nothing about them was checked)")
+    if failures:
         print("failures:")
-        print("\n".join(f"  {f}" for f in all_failures))
-    print(f"{totals[0]} passed, {totals[1]} failed, {totals[2]} skipped")
-    return 1 if totals[1] else 0
+        print("\n".join(f"  {f}" for f in failures))
+    print(f"{totals.passed} passed, {totals.failed} failed, {totals.skipped} skipped")
+    return 1 if totals.failed else 0
 
 
 if __name__ == "__main__":
