@@ -9,7 +9,7 @@ from d2l_shim import training
 from d2l_shim.devices import Devices
 from d2l_shim.hparams import HyperParameters, add_to_class  # noqa: F401 (re-exported for the book)
 from d2l_shim.plotting import plot, plt, set_axes, set_figsize, show_images, use_svg_display  # noqa: F401
-from d2l_shim.progress import ProgressBoard  # noqa: F401
+from d2l_shim.progress import ProgressBoard  # noqa: F401 (re-exported for the book)
 
 # ---------------------------------------------------------------------------------------
 # tensor aliases (d2l's names)
