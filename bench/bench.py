@@ -26,6 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from d2l_shim import FRAMEWORKS  # noqa: E402 (after the path set-up, for a fresh clone)
+from d2l_tools import chapter  # noqa: E402
 from d2l_tools.kernels import QUIET_ENV, kernel_name  # noqa: E402
 
 PYTHON = {fw: REPO / (".venv-mxnet" if fw == "mxnet" else ".venv") / "bin" / "python" for fw in FRAMEWORKS}
@@ -35,7 +36,6 @@ OUTPUT = REPO / "build" / "bench.md"
 TRAIN_EXAMPLES, LAYERS = 60_000, (784, 256, 10)
 # Forward (2 FLOPs per multiply-add) plus backward (twice the forward) for every weight.
 EPOCH_FLOPS = 3 * 2 * TRAIN_EXAMPLES * sum(a * b for a, b in zip(LAYERS, LAYERS[1:]))
-CHAPTER_ORDER = ("mlp", "mlp-scratch", "mlp-concise")
 WORKER_TIMEOUT_S = 3600
 NOTEBOOK_TIMEOUT_S = 1800
 
@@ -79,12 +79,12 @@ def run_worker(framework, epochs):
 
 def split_notebooks(frameworks):
     """{framework: [split notebook, ...]}, splitting first when one is missing or older than its source."""
-    sources = sorted((REPO / "chapter_mlp").glob("*.ipynb"))
+    sources = chapter.notebooks()
     splits = {fw: [SPLIT_DIR / fw / "chapter_mlp" / source.name for source in sources] for fw in frameworks}
     if any(not split.exists() or split.stat().st_mtime < source.stat().st_mtime
            for paths in splits.values() for source, split in zip(sources, paths)):
-        log("splitting the chapter's notebooks (python -m d2l_tools.notebooks split)")
-        subprocess.run([str(PYTHON["pytorch"]), "-m", "d2l_tools.notebooks", "split"], cwd=REPO, check=True)
+        log("splitting the chapter's notebooks (python -m d2l_tools notebooks split)")
+        subprocess.run([str(PYTHON["pytorch"]), "-m", "d2l_tools", "notebooks", "split"], cwd=REPO, check=True)
     return splits
 
 
@@ -172,8 +172,9 @@ def import_table(results):
 
 
 def chapter_position(name):
-    """Sort key: the chapter's reading order, then any other notebook by name."""
-    return (CHAPTER_ORDER.index(name), "") if name in CHAPTER_ORDER else (len(CHAPTER_ORDER), name)
+    """Sort key: the chapter's reading order (its table of contents), then any other notebook by name."""
+    order = [path.stem for path in chapter.notebooks()]
+    return (order.index(name), "") if name in order else (len(order), name)
 
 
 def notebook_table(times, frameworks):
@@ -259,9 +260,9 @@ def main(argv=None):
     frameworks = [fw for fw in FRAMEWORKS if fw in asked]  # the book's order in every table
     if args.epochs < 1:
         parser.error("--epochs must be at least 1")
-    from d2l_shim import data
+    from d2l_tools import fetch
 
-    problems = data.verify()
+    problems = fetch.verify()
     if problems:
         parser.exit(2, f"bench: the Fashion-MNIST cache is not ready ({problems[0]}); run `make data`\n")
 

@@ -31,11 +31,12 @@ import pytest
 from conftest import REPO, frameworks_under_test, python_for
 
 from d2l_shim import FRAMEWORKS
+from d2l_tools import chapter
 
 WHEEL = REPO / ".cache" / "d2l-1.0.3-py3-none-any.whl"
 D2L_SOURCE = {"pytorch": "d2l/torch.py", "mxnet": "d2l/mxnet.py",
               "tensorflow": "d2l/tensorflow.py", "jax": "d2l/jax.py"}
-NOTEBOOKS = ("mlp.ipynb", "mlp-scratch.ipynb", "mlp-concise.ipynb")
+NOTEBOOKS = [path.name for path in chapter.notebooks()]  # the chapter's table of contents
 CORE_CLASSES = ("HyperParameters", "ProgressBoard", "Module", "Classifier", "Trainer", "SGD",
                 "DataModule", "FashionMNIST")
 CORE_NAMES = CORE_CLASSES + ("plot", "plt", "set_figsize", "set_axes", "use_svg_display",
@@ -317,7 +318,7 @@ def notebook_names_all(framework):
 
 
 def notebook_paths():
-    return [REPO / "chapter_mlp" / name for name in NOTEBOOKS if (REPO / "chapter_mlp" / name).exists()]
+    return chapter.notebooks()
 
 
 # ---------------------------------------------------------------------------------------
@@ -368,11 +369,7 @@ def test_core_api_matches_d2l(framework, tmp_path_factory):
 @pytest.mark.parametrize("notebook", NOTEBOOKS)
 @pytest.mark.parametrize("framework", FRAMEWORKS)
 def test_notebooks_use_d2l_names_that_we_define_alike(framework, notebook, tmp_path_factory):
-    path = REPO / "chapter_mlp" / notebook
-    if not path.exists():
-        pytest.fail(f"{path.relative_to(REPO)} is missing (the chapter has three notebooks: "
-                    f"{', '.join(NOTEBOOKS)})")
-    used = d2l_names_used(path, framework)
+    used = d2l_names_used(chapter.CHAPTER / notebook, framework)
     found = ours(framework, tmp_path_factory)
     api = d2l_api(framework)
     problems = []

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from d2l_shim import FRAMEWORK_INFO, FRAMEWORKS
 from d2l_shim.tab import TabMarkerError
+from d2l_tools.chapter import ChapterError, notebooks as chapter_notebooks
 from d2l_tools.notebooks import NotebookError, cell_body, cell_tab, describe, read_notebook, source_sha256
 
 REPO = Path(__file__).resolve().parents[2]
@@ -37,13 +38,11 @@ BOOK_DIR = REPO / "book"  # Sphinx project: conf.py, index.md, _static/, _templa
 
 SYNC_GROUP = "framework"
 # Reading order of the chapter; notebooks not listed follow alphabetically.
-NOTEBOOK_ORDER = ("mlp", "mlp-scratch", "mlp-concise")
 
 # Notebook set-up lines that mean nothing to a reader of the book; dropped everywhere.
 SETUP_LINE = re.compile(r"^\s*%(load_ext|matplotlib)\b.*$")
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 IPYNB_LINK = re.compile(r"\]\((?:\./)?([\w.-]+)\.ipynb(#[^)\s]*)?\)")
-TOCTREE = re.compile(r"^(```+|:::+)\s*\{toctree\}", re.MULTILINE)
 
 IMAGE_TYPES = {"image/svg+xml": "svg", "image/png": "png", "image/jpeg": "jpg"}
 # text/html is published only when it uses nothing but these (tables, simple markup):
@@ -341,18 +340,9 @@ def convert_notebook(nb, name, where=None, known_pages=(), downloads=None):
 # ---------------------------------------------------------------- the source tree
 
 
-def notebook_order(names):
-    known = [name for name in NOTEBOOK_ORDER if name in names]
-    return known + sorted(set(names) - set(known))
-
-
 def chapter_index(text, pages):
-    """The chapter's index.md, with a toctree of ``pages`` appended when it has none."""
-    text = rewrite_notebook_links(text, pages)
-    if TOCTREE.search(text):
-        return text
-    entries = "\n".join(pages)
-    return text.rstrip("\n") + f"\n\n```{{toctree}}\n:maxdepth: 1\n\n{entries}\n```\n"
+    """The chapter's index.md with its links to notebooks pointing at the pages."""
+    return rewrite_notebook_links(text, pages)
 
 
 def split_notebook_path(split_dir, framework, chapter, name):
@@ -363,13 +353,12 @@ def source_tree(src, split_dir):
     """Every file of the generated Sphinx source tree: {relative path: bytes}."""
     src = Path(src)
     chapter = src.name
-    notebooks = {path.stem: path for path in src.glob("*.ipynb")}
-    if not notebooks:
-        raise BookError(f"no notebooks (*.ipynb) in {src}: pass the chapter folder with --src")
+    try:
+        notebooks = {path.stem: path for path in chapter_notebooks(src)}
+    except ChapterError as err:
+        raise BookError(str(err)) from None
     index = src / "index.md"
-    if not index.is_file():
-        raise BookError(f"{index} is missing: the chapter needs a landing page (index.md) for the book")
-    pages = notebook_order(list(notebooks))
+    pages = list(notebooks)
 
     missing = [
         str(split_notebook_path(split_dir, fw, chapter, name))

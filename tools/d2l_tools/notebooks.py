@@ -37,6 +37,7 @@ import nbformat
 
 from d2l_shim import FRAMEWORKS
 from d2l_shim.tab import MARKER, TabMarkerError, parse_tab_line
+from d2l_tools import chapter
 from d2l_tools.compare import Policy, PolicyError, compare_outputs
 from d2l_tools.kernels import display_name, kernel_name
 
@@ -46,7 +47,6 @@ DEFAULT_SRC = "chapter_mlp"
 DEFAULT_OUT = "build/notebooks"
 CELL_TIMEOUT = 1200  # seconds; a full training run on 2 CPU cores takes minutes
 HEARTBEAT = 60  # seconds between "still running" lines during a long cell
-TRAINING_NOTEBOOKS = ("mlp-scratch", "mlp-concise")
 MIN_ACCURACY = 0.80
 IGNORE_OUTPUT_TAG = "nbval-ignore-output"
 REMOVE_CELL_TAG = "remove-cell"
@@ -170,17 +170,17 @@ def write_notebook(nb, path):
 
 
 def find_notebooks(src, names=()):
-    """The notebooks named on the command line, or all of ``src``'s."""
+    """The notebooks named on the command line, or those of ``src``'s table of contents, in its order."""
     if names:
         paths = [Path(name) for name in names]
         missing = [str(p) for p in paths if not p.is_file()]
         if missing:
             raise NotebookError(f"no such notebook: {', '.join(missing)}")
         return paths
-    paths = sorted(Path(src).glob("*.ipynb"))
-    if not paths:
-        raise NotebookError(f"no notebooks in {src}/: pass --src DIR or notebook paths")
-    return paths
+    try:
+        return chapter.notebooks(src)
+    except chapter.ChapterError as err:
+        raise NotebookError(str(err)) from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -604,7 +604,7 @@ def check(path):
         nb = read_notebook(path)
     except NotebookError as err:
         return [str(err)]
-    return check_notebook(nb, training=path.stem in TRAINING_NOTEBOOKS)
+    return check_notebook(nb, training=chapter.is_training_notebook(nb))
 
 
 # ---------------------------------------------------------------------------------------------
