@@ -115,6 +115,10 @@ def test_a_readers_changed_copy_is_kept_and_an_untouched_one_updated(tmp_path, c
     nb.metadata["language_info"] = {"name": "python", "version": "3.11.7", "file_extension": ".py"}
     nbformat.write(nb, opened)
     my_bytes, opened_bytes = mine.read_bytes(), opened.read_bytes()
+    # The chapter has not changed: nothing is rewritten and there is nothing to say.
+    report = lab.prepare(src, out)
+    assert (report.written, report.kept) == ([], [])
+    assert (mine.read_bytes(), opened.read_bytes()) == (my_bytes, opened_bytes)
     # The chapter changes all three notebooks.
     for path in src.glob("*.ipynb"):
         tabbed = nbformat.read(path, as_version=4)

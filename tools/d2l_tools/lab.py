@@ -20,8 +20,8 @@ rather than a copy, so nothing has to be merged back.
 
 A reader's copies are theirs: each file written here is recorded with a fingerprint in
 ``lab/.d2l-lab.json``. A later run replaces a file only while it still has the recorded
-content; a file the reader changed (edited, ran and saved) is kept, and the run says which
-ones are kept and how to get the chapter's version instead. A notebook's fingerprint covers
+content; a file the reader changed (edited, ran and saved) is kept, and when the chapter
+has a newer version of it the run says so and how to get that version instead. A notebook's fingerprint covers
 its cells (sources and outputs) and kernel, not the metadata JupyterLab adds on opening
 (language_info, cell ids), so opening a notebook does not make it the reader's.
 """
@@ -112,7 +112,7 @@ def write_bytes_atomic(path, data):
 @dataclass
 class Report:
     written: list = field(default_factory=list)  # new or updated (the reader had not changed them)
-    kept: list = field(default_factory=list)  # changed by the reader, and the chapter's differs
+    kept: list = field(default_factory=list)  # changed by the reader while the chapter's changed too
     removed: list = field(default_factory=list)  # no longer in the chapter, unchanged by the reader
     notes: list = field(default_factory=list)
 
@@ -175,8 +175,13 @@ def sync(wanted, out, recorded):
                 recorded[rel] = fingerprint(rel, data)
                 continue
             mine = fingerprint(rel, current)
+            if mine is not None and mine == fingerprint(rel, data):
+                recorded[rel] = mine  # the same content (JupyterLab's metadata aside): leave it
+                continue
             if mine is None or recorded.get(rel) != mine:
-                report.kept.append(target)
+                # The reader's: kept. Worth a word only when the chapter has a new version of it.
+                if recorded.get(rel) != fingerprint(rel, data):
+                    report.kept.append(target)
                 continue
         write_bytes_atomic(target, data)
         recorded[rel] = fingerprint(rel, data)
