@@ -27,6 +27,7 @@ sys.path.insert(0, str(REPO))
 
 from d2l_shim import FRAMEWORKS  # noqa: E402 (after the path set-up, for a fresh clone)
 from d2l_tools import chapter  # noqa: E402
+from d2l_tools.files import write_atomic  # noqa: E402
 from d2l_tools.kernels import QUIET_ENV, kernel_name  # noqa: E402
 
 PYTHON = {fw: REPO / (".venv-mxnet" if fw == "mxnet" else ".venv") / "bin" / "python" for fw in FRAMEWORKS}
@@ -236,15 +237,6 @@ def report(results, notebooks, epochs, started, load_before, load_after):
     return "\n".join(lines)
 
 
-def write_atomically(path, text):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(handle, "w") as out:
-        out.write(text)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=10, help="timed epochs per model and side (default 10)")
@@ -277,7 +269,7 @@ def main(argv=None):
             log(f"{framework}: {results[framework]['error']}")
     notebooks = {} if args.no_notebooks else time_notebooks(frameworks)
     text = report(results, notebooks, args.epochs, started, load_before, load_average())
-    write_atomically(args.output, text)
+    write_atomic(args.output, text)
     print(text)
     log(f"wrote {args.output}")
     return 1 if any("error" in r for r in results.values()) else 0

@@ -91,12 +91,15 @@ def selected(*frameworks):
     return active() in names
 
 
+def is_tab_line(line):
+    """True for a ``%%tab`` marker line (not another magic whose name starts with 'tab')."""
+    return line.startswith(MARKER) and line[len(MARKER):][:1] in ("", " ", "\t", "\n")
+
+
 def _transform(lines):
     """IPython cleanup transformer: strip the marker line or drop the whole cell."""
-    if not lines or not lines[0].startswith(MARKER):
+    if not lines or not is_tab_line(lines[0]):
         return lines
-    if lines[0][len(MARKER):][:1] not in ("", " ", "\t", "\n"):
-        return lines  # some other magic whose name starts with 'tab'
     try:
         named = parse_tab_line(lines[0])  # a bad line is reported under any kernel
         run = active() in named

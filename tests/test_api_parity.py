@@ -281,7 +281,7 @@ def problems_with(framework, name, found):
 
 def notebook_cells(path):
     """[(frameworks, source without magic lines, cell number)] of a notebook's code cells."""
-    from d2l_shim.tab import MARKER, parse_tab_line
+    from d2l_shim.tab import is_tab_line, parse_tab_line
 
     cells = []
     for number, cell in enumerate(json.loads(path.read_text())["cells"], start=1):
@@ -290,7 +290,7 @@ def notebook_cells(path):
         source = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
         lines = source.splitlines()
         frameworks = FRAMEWORKS
-        if lines and lines[0].startswith(MARKER):
+        if lines and is_tab_line(lines[0]):
             frameworks = parse_tab_line(lines[0])
         # Blank out magics and shell lines (keeping line numbers) so the rest parses as Python.
         code = "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in lines)

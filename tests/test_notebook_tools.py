@@ -8,7 +8,9 @@ The tests that start kernels use the installed d2l kernels and take a few second
 """
 
 import copy
+import os
 import re
+import subprocess
 import shutil
 from pathlib import Path
 
@@ -17,6 +19,7 @@ import pytest
 
 from d2l_shim import FRAMEWORKS
 from d2l_shim.tab import TabMarkerError
+from d2l_tools import chapter
 from d2l_tools import notebooks as tool
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "notebooks"
@@ -31,6 +34,12 @@ def write(nb, folder, name="tabbed"):
     path = Path(folder) / f"{name}.ipynb"
     nbformat.write(nb, str(path))
     return path
+
+
+def list_in_toc(folder, *names):
+    """Give ``folder`` the index.md whose toctree is the chapter's list of notebooks."""
+    entries = "\n".join(names)
+    (Path(folder) / "index.md").write_text(f"# Chapter\n\n```{{toctree}}\n{entries}\n```\n")
 
 
 def problems_of(nb, tmp_path, name="tabbed"):
@@ -119,10 +128,12 @@ def test_split_command_is_stable_and_prunes(tmp_path):
     src.mkdir()
     shutil.copy(FIXTURES / "tabbed.ipynb", src / "tabbed.ipynb")
     shutil.copy(FIXTURES / "tabbed.ipynb", src / "gone.ipynb")
+    list_in_toc(src, "tabbed", "gone")
     assert tool.main(["split", "--src", str(src), "--out", str(out)]) == 0
     targets = {fw: out / fw / "chapter_x" / "tabbed.ipynb" for fw in FRAMEWORKS}
     first = {fw: (p.read_bytes(), p.stat().st_mtime_ns) for fw, p in targets.items()}
     (src / "gone.ipynb").unlink()
+    list_in_toc(src, "tabbed")
     assert tool.main(["split", "--src", str(src), "--out", str(out)]) == 0
     assert {fw: (p.read_bytes(), p.stat().st_mtime_ns) for fw, p in targets.items()} == first
     assert sorted(p.name for p in out.rglob("*") if p.is_file()) == ["tabbed.ipynb"] * 4
@@ -135,6 +146,7 @@ def test_split_rejects_unknown_tab_names(tmp_path, capsys):
     src = tmp_path / "src"
     src.mkdir()
     write(nb, src)
+    list_in_toc(src, "tabbed")
     assert tool.main(["split", "--src", str(src), "--out", str(tmp_path / "out")]) == 1
     err = capsys.readouterr().err
     assert "tabbed.ipynb" in err and "cell 3" in err and "mxnett" in err
@@ -201,8 +213,8 @@ def test_merge_rejects_shared_cells_that_print_differently():
     message = str(err.value)
     assert "tabbed.ipynb" in message
     assert "cell 6 ('numbers = [1, 2, 3]')" in message
-    assert "pytorch, mxnet, jax: 'cell 6\\n'" in message and "tensorflow: 'something else\\n'" in message
-    assert "cell 8" in message and "jax: 'jax only\\n'" in message
+    assert "tensorflow against pytorch" in message and "re-run: 'something else'" in message
+    assert "cell 8" in message and "jax against mxnet" in message and "re-run: 'jax only'" in message
     assert "cell 12" not in message
 
 
@@ -297,9 +309,13 @@ def accuracy_check(source, frameworks="all"):
     return cell
 
 
-def test_training_notebooks_need_accuracy_checks(tmp_path):
+def test_training_notebooks_need_accuracy_checks():
     nb = load()
-    problems = problems_of(nb, tmp_path, "mlp-scratch")
+    assert not chapter.is_training_notebook(nb)
+    nb.cells.append(nbformat.v4.new_code_cell("trainer.fit(model, data)"))
+    assert chapter.is_training_notebook(nb)  # a notebook that trains is recognised by its code
+    nb.cells.pop()
+    problems = [p for p in tool.check_notebook(nb, training=True) if p.startswith("training notebook")]
     assert problems == ["training notebook: no remove-cell-tagged cell asserting accuracy >= 0.80 for "
                         "pytorch, mxnet, tensorflow, jax"]
     nb.cells += [
@@ -308,11 +324,12 @@ def test_training_notebooks_need_accuracy_checks(tmp_path):
         accuracy_check("assert loss >= 0.8", "tensorflow"),  # not accuracy
         accuracy_check("print(acc >= 0.8)", "jax"),  # not an assertion
     ]
-    assert problems_of(nb, tmp_path, "mlp-scratch") == [
+    problems = [p for p in tool.check_notebook(nb, training=True) if p.startswith("training notebook")]
+    assert problems == [
         "training notebook: no remove-cell-tagged cell asserting accuracy >= 0.80 for mxnet, tensorflow, jax"
     ]
     nb.cells.append(accuracy_check("assert 0.8 <= evaluate_accuracy(net, data) <= 1"))
-    assert problems_of(nb, tmp_path, "mlp-scratch") == []
+    assert not [p for p in tool.check_notebook(nb, training=True) if p.startswith("training notebook")]
 
 
 @pytest.mark.parametrize("source, expected", [
@@ -391,7 +408,7 @@ def test_execute_rejects_diverging_shared_cells(tmp_path):
         tool.execute_notebooks([path], ["pytorch", "jax"], jobs=2, timeout=60)
     message = str(err.value)
     assert "cell 1 ('import os')" in message
-    assert "pytorch: 'running pytorch\\n'" in message and "jax: 'running jax\\n'" in message
+    assert "jax against pytorch" in message and "'running pytorch'" in message and "'running jax'" in message
     assert path.read_bytes() == before
 
 
@@ -399,24 +416,27 @@ def test_execute_rejects_diverging_shared_cells(tmp_path):
 
 
 @needs_kernels("pytorch")
-def test_nbval_passes_good_and_names_bad_cells(tmp_path, capsys):
-    src = tmp_path / "chapter_x"
+def test_nbval_passes_good_and_names_bad_cells(tmp_path):
+    src, out = tmp_path / "chapter_x", tmp_path / "out"
     src.mkdir()
     shutil.copy(FIXTURES / "tabbed.ipynb", src / "good.ipynb")
     bad = load()
     bad.cells[2].outputs = [stream("hello from nobody\n")]  # wrong stored output
-    # Shows the same text as the stored figure but draws no image: only our plugin notices.
+    # Shows the same text as the stored figure but draws no image: only our plugin notices
+    # (nbval itself skips PNG data).
     edit_source(bad, 11, "from IPython.display import display\n"
                          "display({'text/plain': '<Figure size 200x150 with 1 Axes>'}, raw=True)", True)
     write(bad, src, "bad")
-    code = tool.main(["nbval", "--src", str(src), "--out", str(tmp_path / "out"), "--frameworks", "pytorch"])
-    out = capsys.readouterr().out
-    assert code == 1
+    list_in_toc(src, "good", "bad")
+    assert tool.main(["split", "--src", str(src), "--out", str(out)]) == 0
+    command = tool.nbval_command("pytorch", out / "pytorch")
+    done = subprocess.run(command, cwd=out, capture_output=True, text=True,
+                          env={**os.environ, **tool.REPRODUCIBLE_ENV})
+    assert done.returncode == 1
     # Split code cells: 0 setup, 1 hello, 2 sum, 3 torch, 4 len, 5 plot, 6 clock.
-    # good.ipynb passes, `plt.plot(...);` included (see pytest_configure in the tool).
-    assert set(re.findall(r"FAILED (\S+::Cell \d+)", out)) == {
+    # good.ipynb passes, `plt.plot(...);` included (see d2l_tools.nbval_plugin).
+    assert set(re.findall(r"FAILED (\S+::Cell \d+)", done.stdout)) == {
         "pytorch/chapter_x/bad.ipynb::Cell 1", "pytorch/chapter_x/bad.ipynb::Cell 5"
     }
-    assert "the stored output has image/png but the re-run drew no such image" in out
-    assert "nbval pytorch: 12 passed, 2 failed, 0 skipped" in out
-    assert out.rstrip().endswith("nbval: 12 passed, 2 failed")
+    assert "the re-run has no image/png output (the stored cell has)" in done.stdout
+    assert "12 passed" in done.stdout.splitlines()[-1] and "2 failed" in done.stdout.splitlines()[-1]

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from d2l_shim import FRAMEWORK_INFO, FRAMEWORKS
 from d2l_shim.tab import TabMarkerError
+from d2l_tools.files import write_atomic
 from d2l_tools.chapter import ChapterError, notebooks as chapter_notebooks
 from d2l_tools.notebooks import NotebookError, cell_body, cell_tab, describe, read_notebook, source_sha256
 
@@ -370,8 +371,8 @@ def source_tree(src, split_dir):
         raise BookError(
             "the per-framework notebooks offered for download are missing:\n  "
             + "\n  ".join(missing)
-            + f"\nrun `python -m d2l_tools.notebooks split` (or `make split`) first, "
-            f"or point --split-dir at them"
+            + "\nrun `python -m d2l_tools.notebooks split` (or `make split`) first, "
+            "or point --split-dir at them"
         )
 
     tree = {
@@ -416,10 +417,7 @@ def write_tree(root, tree):
         path = root / rel
         if path.is_file() and path.read_bytes() == data:
             continue
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        write_atomic(path, data)
         written += 1
     wanted = {root / rel for rel in tree}
     for path in sorted(root.rglob("*"), reverse=True):  # files before their folders

@@ -15,11 +15,10 @@ no ``%%tab`` cell can run. The generic kernel stays available for other work.
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
+from d2l_tools.files import write_atomic
 from d2l_shim import FRAMEWORK_INFO, FRAMEWORKS
 
 
@@ -52,12 +51,7 @@ def kernel_spec(framework, python):
 
 
 def write_json_atomic(path, data):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=1, ensure_ascii=False)
-        f.write("\n")
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(data, indent=1, ensure_ascii=False) + "\n")
 
 
 DEFAULT_KERNEL = kernel_name(FRAMEWORKS[0])

@@ -28,7 +28,6 @@ import hashlib
 import os
 import re
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,8 +35,9 @@ from pathlib import Path
 import nbformat
 
 from d2l_shim import FRAMEWORKS
-from d2l_shim.tab import MARKER, TabMarkerError, parse_tab_line
+from d2l_shim.tab import MARKER, TabMarkerError, is_tab_line, parse_tab_line
 from d2l_tools import chapter
+from d2l_tools.files import write_atomic
 from d2l_tools.compare import Policy, PolicyError, compare_outputs
 from d2l_tools.kernels import display_name, kernel_name
 
@@ -87,15 +87,10 @@ def first_line(source):
     return source.split("\n", 1)[0]
 
 
-def _is_tab_line(line):
-    # The same test as d2l_shim.tab's input transformer: '%%tab', then blank or nothing.
-    return line.startswith(MARKER) and line[len(MARKER):][:1] in ("", " ", "\t")
-
-
 def cell_tab(cell):
     """The cell's Tab; raises TabMarkerError for a bad ``%%tab`` line."""
     line = first_line(cell.source)
-    if cell.cell_type != "code" or not _is_tab_line(line):
+    if cell.cell_type != "code" or not is_tab_line(line):
         return SHARED
     named = parse_tab_line(line)
     if line[len(MARKER):].replace(",", " ").split() == ["all"]:
@@ -107,7 +102,7 @@ def cell_tab(cell):
 
 def cell_body(cell):
     """The source without its ``%%tab`` line."""
-    if not _is_tab_line(first_line(cell.source)):
+    if not is_tab_line(first_line(cell.source)):
         return cell.source
     return cell.source.split("\n", 1)[1] if "\n" in cell.source else ""
 
@@ -156,16 +151,7 @@ def write_notebook(nb, path):
     text = notebook_text(nb)
     if path.exists() and path.read_text(encoding="utf-8") == text:
         return False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-        os.chmod(tmp, path.stat().st_mode if path.exists() else 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, text, mode=path.stat().st_mode & 0o777 if path.exists() else 0o644)
     return True
 
 
@@ -495,7 +481,7 @@ def _check_kernelspec(nb):
 def _check_cell(index, cell, tab):
     where = describe(index, cell)
     problems = []
-    if any(_is_tab_line(line) for line in cell.source.split("\n")[1:]):
+    if any(is_tab_line(line) for line in cell.source.split("\n")[1:]):
         problems.append(f"{where}: a %%tab line must be the cell's first line")
     tags = cell.metadata.get("tags", [])
     d2l = cell.metadata.get("d2l", {})
