@@ -63,6 +63,13 @@ def test_star_applies_to_every_other_number():
     assert compare_text("shirt 640 12", "shirt 650 12", policy)
 
 
+def test_column_padding_follows_the_width_of_the_numbers():
+    stored = "   pullover     6     2   877     9    82\n"
+    rerun = "   pullover     5     2   880    10    79\n"
+    assert compare_text(stored, rerun, Policy(numbers={"*": 40})) == []
+    assert compare_text(stored, rerun.replace("pullover", "pull over"), Policy(numbers={"*": 40}))
+
+
 def test_text_changes_beyond_numbers_fail():
     [problem] = compare_text(LOG, LOG.replace("val acc", "val accuracy"), TRAINING)
     assert "text differs beyond its numbers" in problem

@@ -6,7 +6,9 @@ another order. Training amplifies that noise (SGD is chaotic), so its losses and
 differ in the second or third decimal. This module tells that noise from a real change:
 
 * **Text** (streams, ``text/plain``, ``text/html``, ...) is split into numbers and the text
-  between them. The text must match exactly; each number must lie within its tolerance. By
+  between them. The text must match exactly, except that a run of spaces may be longer or
+  shorter (a column padded for "9" holds "10" with one space less); each number must lie
+  within its tolerance. By
   default an integer must be equal (shapes, counts, epochs) and a decimal may differ by one
   unit of its last printed digit (a rounding flip). A cell may declare looser tolerances for
   numbers by label in ``metadata.d2l.compare.numbers``: ``{"loss": 0.03, "acc": 0.015}``
@@ -148,13 +150,21 @@ def _context(texts, numbers, index, width=60):
     return f"{before.rsplit(chr(10), 1)[-1][-width:]}[{numbers[index]}]{after.split(chr(10), 1)[0][:width]}".strip()
 
 
+_PADDING = re.compile(r"[ \t]+")
+
+
+def _squeeze(texts):
+    """Runs of spaces as one: a column padded for "9" holds "10" with one space less."""
+    return [_PADDING.sub(" ", text) for text in texts]
+
+
 def compare_text(stored, rerun, policy=Policy(), what="text"):
     """Problems between two texts under ``policy`` (empty list: the same up to tolerance)."""
     if stored == rerun:
         return []
     s_texts, s_numbers = split_numbers(stored)
     r_texts, r_numbers = split_numbers(rerun)
-    if s_texts != r_texts:
+    if _squeeze(s_texts) != _squeeze(r_texts):
         return [f"{what}: the text differs beyond its numbers:\n{_first_text_difference(stored, rerun)}"]
     problems = []
     for index, (s_token, r_token) in enumerate(zip(s_numbers, r_numbers)):
@@ -178,7 +188,7 @@ def compare_text(stored, rerun, policy=Policy(), what="text"):
 def _first_text_difference(stored, rerun, context=3):
     s_lines, r_lines = stored.splitlines(), rerun.splitlines()
     for i, (s, r) in enumerate(zip(s_lines, r_lines)):
-        if split_numbers(s)[0] != split_numbers(r)[0]:
+        if _squeeze(split_numbers(s)[0]) != _squeeze(split_numbers(r)[0]):
             return f"  line {i + 1} stored: {s[:200]!r}\n  line {i + 1} re-run: {r[:200]!r}"
     longer = "stored" if len(s_lines) > len(r_lines) else "re-run"
     i = min(len(s_lines), len(r_lines))
