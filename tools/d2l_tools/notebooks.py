@@ -495,13 +495,6 @@ def _check_cell(index, cell, tab):
                             "(say in a few words what varies between machines and why the tolerance holds it)")
     except PolicyError as err:
         problems.append(f"{where}: {err}")
-    try:
-        policy = Policy.from_metadata(cell.metadata)
-        if policy.loosened and not policy.reason:
-            problems.append(f"{where}: metadata.d2l.compare loosens the comparison without a reason "
-                            "(say in a few words what varies between machines and why the tolerance holds it)")
-    except PolicyError as err:
-        problems.append(f"{where}: {err}")
     if cell.cell_type != "code":
         return problems
     for out in cell.outputs:
