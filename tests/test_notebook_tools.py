@@ -440,3 +440,15 @@ def test_nbval_passes_good_and_names_bad_cells(tmp_path):
     }
     assert "the re-run has no image/png output (the stored cell has)" in done.stdout
     assert "12 passed" in done.stdout.splitlines()[-1] and "2 failed" in done.stdout.splitlines()[-1]
+
+
+def test_check_wants_a_reason_for_every_loosened_comparison(tmp_path):
+    nb = load()
+    nb.cells[2].metadata.d2l["compare"] = {"numbers": {"loss": 0.03}}
+    nb.cells[3].metadata.d2l["compare"] = {"numbers": {"loss": "a bit"}, "reason": "noise"}
+    problems = problems_of(nb, tmp_path)
+    assert any("cell 2" in p and "loosens the comparison without a reason" in p for p in problems)
+    assert any("cell 3" in p and "must map labels to non-negative numbers" in p for p in problems)
+    nb.cells[2].metadata.d2l["compare"]["reason"] = "SGD amplifies rounding"
+    nb.cells[3].metadata.d2l["compare"]["numbers"]["loss"] = 0.03
+    assert problems_of(nb, tmp_path) == []
