@@ -292,14 +292,22 @@ CODE_PROMPTS = """() => Array.from(document.querySelectorAll(
     .map(el => el.textContent.trim())"""
 
 
-def open_notebook(page, server, rel, kernel_label):
-    page.goto(server.url("tree/" + quote(rel)))
-    page.wait_for_selector(".jp-NotebookPanel .jp-Notebook .jp-Cell")
+def wait_for_kernel(page, label):
+    """The visible notebook's kernel is ``label`` and idle."""
     page.wait_for_function(
-        """label => { const name = document.querySelector('.jp-NotebookPanel .jp-KernelName');
-                      const state = document.querySelector('.jp-NotebookPanel .jp-Notebook-ExecutionIndicator');
-                      return name && name.textContent.trim() === label && state && state.dataset.status === 'idle'; }""",
-        arg=kernel_label, timeout=120_000)
+        """label => {
+            const panel = document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden)');
+            const name = panel && panel.querySelector('.jp-KernelName');
+            const state = panel && panel.querySelector('.jp-Notebook-ExecutionIndicator');
+            return name && name.textContent.trim() === label && state && state.dataset.status === 'idle';
+        }""", arg=label, timeout=120_000)
+
+
+def open_notebook(page, server, rel, kernel_label):
+    # ?reset: a fresh workspace, not the notebooks an earlier test left open
+    page.goto(server.url("tree/" + quote(rel)) + "&reset")
+    page.wait_for_selector(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-Cell")
+    wait_for_kernel(page, kernel_label)
 
 
 def menu(page, top, command):
@@ -354,7 +362,7 @@ def figures_shown(page, index):
 
 def output_texts(page):
     return page.evaluate("""() => Array.from(document.querySelectorAll(
-        '.jp-NotebookPanel:not(.lm-mod-hidden) .jp-OutputArea-output')).map(el => el.innerText)""")
+        '.jp-NotebookPanel:not(.lm-mod-hidden) .jp-OutputArea-output')).map(el => el.textContent)""")
 
 
 def has_image(cell):
@@ -372,7 +380,7 @@ def errors_in(nb):
 
 def test_launcher_starts_a_d2l_kernel(lab_server, page):
     assert lab_server.api("/api/kernelspecs")["default"] == DEFAULT_KERNEL
-    page.goto(lab_server.url(""))
+    page.goto(lab_server.url("") + "&reset")
     page.wait_for_selector(".jp-Launcher .jp-LauncherCard")
     first = page.locator('.jp-LauncherCard[data-category="Notebook"]').first
     assert first.get_attribute("title") == display_name(DEFAULT_KERNEL.removeprefix("d2l-"))
@@ -395,12 +403,12 @@ def test_reader_runs_the_training_notebook(lab_server, page, framework):
 
     open_notebook(page, lab_server, rel, display_name(framework))
     try:  # JupyterLab attaches the cells of a long notebook a few at a time
-        page.wait_for_function("n => document.querySelectorAll('.jp-NotebookPanel .jp-Notebook .jp-Cell').length === n",
+        page.wait_for_function("n => document.querySelectorAll('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-Cell').length === n",
                                arg=len(stored.cells))
     except PlaywrightTimeout:
-        shown = page.locator(".jp-NotebookPanel .jp-Notebook .jp-Cell").count()
+        shown = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-Cell").count()
         pytest.fail(f"{rel}: JupyterLab shows {shown} cells, the notebook has {len(stored.cells)}")
-    sources = page.locator(".jp-NotebookPanel .jp-Cell.jp-CodeCell .jp-InputArea-editor").all_inner_texts()
+    sources = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell.jp-CodeCell .jp-InputArea-editor").all_inner_texts()
     assert not any("%%tab" in s for s in sources), "the reader's notebook shows %%tab lines"
     screenshot(page, f"{framework}-opened")
 
@@ -446,25 +454,22 @@ def test_wrong_kernel_shows_one_clear_error(lab_server, page):
     dialog = page.locator(".jp-Dialog")
     dialog.locator("select").select_option(label=GENERIC_KERNEL)
     dialog.locator(".jp-Dialog-button.jp-mod-accept").click()
-    page.wait_for_function(
-        """label => { const name = document.querySelector('.jp-NotebookPanel .jp-KernelName');
-                      const state = document.querySelector('.jp-NotebookPanel .jp-Notebook-ExecutionIndicator');
-                      return name && name.textContent.trim() === label && state && state.dataset.status === 'idle'; }""",
-        arg=GENERIC_KERNEL, timeout=120_000)
+    wait_for_kernel(page, GENERIC_KERNEL)
     menu(page, "Edit", "editmenu:clear-all")
     page.wait_for_function(f"() => ({CODE_PROMPTS})().every(p => p === '[ ]:')")
     menu(page, "Run", "runmenu:run-all")
     wait_until_run_stops(page, timeout_s=120)
+    # The failing cell is the first %%tab cell, the second code cell.
+    error_cell = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell.jp-CodeCell").nth(1)
+    error_cell.scroll_into_view_if_needed()
+    screenshot(page, "wrong-kernel")
     texts = [ANSI.sub("", t).strip() for t in output_texts(page)]
+    prompts = page.evaluate(CODE_PROMPTS)
     errors = [t for t in texts if "Error" in t]
-    assert len(errors) == 1, f"expected one error output, got {errors}"
+    assert len(errors) == 1, f"expected one error output, got {errors} (prompts {prompts[:5]}...)"
     lines = errors[0].splitlines()
     assert len(lines) == 1 and lines[0].startswith("NoFrameworkError: no framework selected"), lines
     assert "Kernel > Change Kernel" in lines[0] and display_name(FRAMEWORKS[0]) in lines[0]
     assert sum(t.count("no framework selected") for t in texts) == 1, "the message is shown more than once"
     # Run All stopped there: the first code cell ran, the failing one is the second.
-    prompts = page.evaluate(CODE_PROMPTS)
     assert prompts[0] == "[1]:" and prompts[1] == "[2]:" and all(p == "[ ]:" for p in prompts[2:]), prompts
-    error_cell = page.locator(".jp-NotebookPanel .jp-Cell.jp-CodeCell").nth(1)
-    error_cell.scroll_into_view_if_needed()
-    screenshot(page, "wrong-kernel")
