@@ -59,7 +59,7 @@ ENVIRONMENTS = {
     "main": Environment("main", ".venv", ("3.11", "3.12", "3.13"), "environment.yml", apart="torch.txt"),
     "mxnet": Environment("mxnet", ".venv-mxnet", ("3.10", "3.11"), "environment-mxnet.yml"),
 }
-UV_OPTIONS = ["--universal", "--fork-strategy", "fewest", "--generate-hashes", "--no-header", "--quiet"]
+RESOLUTION = ["--universal", "--fork-strategy", "fewest", "--generate-hashes"]  # the module docstring says why
 
 
 def normalise(name):
@@ -151,7 +151,7 @@ def write_atomic(path, text):
 def lock_header(env):
     relative = env.in_file.relative_to(REPO)
     lines = [f"# Exact versions and hashes for {env.venv}, for Python {env.pythons[0]}-{env.pythons[-1]}.",
-             f"# Written by `make lock` (uv pip compile {' '.join(UV_OPTIONS[:-2])} --python-version "
+             f"# Written by `make lock` (uv pip compile {' '.join(RESOLUTION)} --python-version "
              f"{env.pythons[0]})",
              f"# from {relative}: edit that file, not this one. `make setup` installs it with --require-hashes."]
     if env.apart:
@@ -179,7 +179,8 @@ def compile_lock(env, upgrade=False):
         if env.lock_file.exists() and not upgrade:
             shutil.copyfile(env.lock_file, output)  # uv keeps these versions where they still fit
         command = [sys.executable, "-m", "uv", "pip", "compile", str(env.in_file.relative_to(REPO)),
-                   *UV_OPTIONS, "--python-version", env.pythons[0], "--output-file", str(output)]
+                   *RESOLUTION, "--python-version", env.pythons[0], "--no-header", "--quiet",
+                   "--output-file", str(output)]
         if upgrade:
             command.append("--upgrade")
         subprocess.run(command, cwd=REPO, check=True)
