@@ -20,10 +20,11 @@ rather than a copy, so nothing has to be merged back.
 
 A reader's copies are theirs: each file written here is recorded with a fingerprint in
 ``lab/.d2l-lab.json``. A later run replaces a file only while it still has the recorded
-content; a file the reader changed (edited, ran and saved) is kept, and when the chapter
-has a newer version of it the run says so and how to get that version instead. A notebook's fingerprint covers
-its cells (sources and outputs) and kernel, not the metadata JupyterLab adds on opening
-(language_info, cell ids), so opening a notebook does not make it the reader's.
+content; a file the reader changed (edited, ran and saved) is kept, and when the chapter has
+a newer version of it the run says so and how to get that version instead. A notebook's
+fingerprint covers its cells (sources and outputs) and kernel, not the metadata JupyterLab
+adds on opening (language_info, cell ids), so opening a notebook does not make it the
+reader's.
 """
 
 import argparse
