@@ -3,6 +3,7 @@
 # lock file re-installs its environment.
 
 SHELL := /bin/bash
+comma := ,
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := help
 
@@ -73,8 +74,9 @@ LAB_PORT ?= 8888
 lab: setup data ## JupyterLab on lab/, one folder per framework (your changed copies are kept)
 	$(PY) -m d2l_tools lab --out lab --ip $(LAB_IP) --port $(LAB_PORT)
 
-notebooks: setup data ## re-execute every notebook under every kernel and store the outputs
-	$(PY) -m d2l_tools.notebooks execute
+notebooks: setup data ## re-execute what may be out of date (FRAMEWORKS=jax,... NOTEBOOKS=mlp-scratch,... FORCE=1)
+	$(PY) -m d2l_tools notebooks execute $(if $(FRAMEWORKS),--frameworks $(FRAMEWORKS)) \
+	  $(if $(FORCE),--force) $(subst $(comma), ,$(NOTEBOOKS))
 
 split: build/notebooks/.stamp ## write one plain notebook per framework under build/notebooks/
 

@@ -157,16 +157,22 @@ def write_notebook(nb, path):
 
 def find_notebooks(src, names=()):
     """The notebooks named on the command line, or those of ``src``'s table of contents, in its order."""
-    if names:
-        paths = [Path(name) for name in names]
-        missing = [str(p) for p in paths if not p.is_file()]
-        if missing:
-            raise NotebookError(f"no such notebook: {', '.join(missing)}")
-        return paths
     try:
-        return chapter.notebooks(src)
+        listed = chapter.notebooks(src)
     except chapter.ChapterError as err:
-        raise NotebookError(str(err)) from None
+        if not names:
+            raise NotebookError(str(err)) from None
+        listed = []
+    if not names:
+        return listed
+    # A path, or a name of the chapter's table of contents ("mlp-scratch", as NOTEBOOKS= gives it).
+    by_name = {path.stem: path for path in listed}
+    paths = [by_name.get(name.removesuffix(".ipynb"), Path(name)) for name in names]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise NotebookError(f"no such notebook: {', '.join(missing)} (the chapter's are: "
+                            f"{', '.join(by_name) or 'none listed'})")
+    return paths
 
 
 # ---------------------------------------------------------------------------------------------
@@ -369,7 +375,61 @@ def merge_runs(nb, runs, name="notebook"):
     return nb
 
 
-async def _execute_notebook(path, frameworks, timeout, slots):
+# What can change the outputs of a (notebook, framework) pair. Each part is hashed on its own,
+# so that a skipped or re-run pair can say which part changed.
+KEY_PARTS = ("cells", "d2l_shim", "environment", "data", "kernel")
+KEY_LABELS = {"cells": "its cells changed", "d2l_shim": "d2l_shim changed",
+              "environment": "the environment's lock file changed", "data": "the data cache changed",
+              "kernel": "the kernel's settings changed"}
+SHIM_DIR = Path(__file__).resolve().parents[2] / "d2l_shim"
+
+
+def _digest(*chunks):
+    h = hashlib.sha256()
+    for chunk in chunks:
+        h.update(chunk if isinstance(chunk, bytes) else str(chunk).encode("utf-8"))
+        h.update(b"\0")
+    return h.hexdigest()[:16]
+
+
+def _shim_digest():
+    files = sorted(SHIM_DIR.rglob("*.py"))
+    return _digest(*(part for f in files for part in (f.relative_to(SHIM_DIR).as_posix(), f.read_bytes())))
+
+
+def _data_digest():
+    from d2l_shim.data import PROVENANCE, cache_dir
+
+    provenance = cache_dir() / PROVENANCE
+    return _digest(provenance.read_bytes()) if provenance.is_file() else "no data cache"
+
+
+def execution_key(nb, framework):
+    """``{part: hash}`` of everything that can change ``nb``'s outputs under ``framework``."""
+    from d2l_tools.envs import environment_of
+    from d2l_tools.kernels import kernel_spec
+
+    cells = [cell.source for cell in nb.cells if cell.cell_type == "code" and framework in cell_tab(cell).frameworks]
+    env = environment_of(framework)
+    return {
+        "cells": _digest(*cells),
+        "d2l_shim": _shim_digest(),
+        "environment": _digest(*(path.read_bytes() if path.exists() else b"missing" for path in env.lock_files)),
+        "data": _data_digest(),
+        "kernel": _digest(sorted(kernel_spec(framework, "python")["env"].items()), sorted(REPRODUCIBLE_ENV.items())),
+    }
+
+
+def stale_parts(nb, framework):
+    """Why ``nb``'s stored outputs under ``framework`` may be out of date: labels, empty when current."""
+    stored = ((nb.metadata.get("d2l") or {}).get("execution_keys") or {}).get(framework)
+    if not stored:
+        return ["never executed with an execution key"]
+    current = execution_key(nb, framework)
+    return [KEY_LABELS[part] for part in KEY_PARTS if stored.get(part) != current[part]]
+
+
+async def _execute_notebook(path, frameworks, timeout, slots, force=False):
     before = path.read_bytes()
     nb = read_notebook(path)
     try:
@@ -377,39 +437,61 @@ async def _execute_notebook(path, frameworks, timeout, slots):
             cell_tab(cell)
     except TabMarkerError as err:
         raise NotebookError(f"{path}: {describe(index, cell)}: {err}") from None
+    to_run = []
+    for fw in frameworks:
+        reasons = ["--force"] if force else stale_parts(nb, fw)
+        if reasons:
+            to_run.append(fw)
+            print(f"[{path.name} · {fw}] executing: {'; '.join(reasons)}", flush=True)
+        else:
+            print(f"[{path.name} · {fw}] skipped: nothing that can change its outputs changed", flush=True)
+    if not to_run:
+        return []
     results = await asyncio.gather(
-        *(_run_under(path, nb, fw, timeout, slots) for fw in frameworks), return_exceptions=True
+        *(_run_under(path, nb, fw, timeout, slots) for fw in to_run), return_exceptions=True
     )
     errors = [str(r) for r in results if isinstance(r, BaseException)]
     if errors:
         raise NotebookError("\n\n".join(errors))
-    merged = merge_runs(nb, dict(zip(frameworks, results)), name=str(path))
+    merged = merge_runs(nb, dict(zip(to_run, results)), name=str(path))
+    keys = merged.metadata.setdefault("d2l", {}).setdefault("execution_keys", {})
+    for fw in to_run:
+        keys[fw] = execution_key(merged, fw)
     if path.read_bytes() != before:
         raise NotebookError(f"{path} changed on disk while it ran; nothing written: run again")
     changed = write_notebook(merged, path)
     print(f"{path}: {'updated' if changed else 'unchanged'}", flush=True)
+    return to_run
 
 
-def execute_notebooks(paths, frameworks=FRAMEWORKS, jobs=2, timeout=CELL_TIMEOUT):
-    """Run and merge every notebook; raises NotebookError listing all failed notebooks.
+def execute_notebooks(paths, frameworks=FRAMEWORKS, jobs=2, timeout=CELL_TIMEOUT, force=False):
+    """Run and merge the (notebook, framework) pairs whose outputs may be out of date.
 
-    ``jobs`` kernels run at a time (over notebooks and frameworks). A notebook whose run
-    fails under any framework is left untouched.
+    A pair runs when something that can change its outputs changed since its stored outputs
+    were made (see ``execution_key``), or always with ``force``. ``jobs`` kernels run at a
+    time. A notebook whose run fails under any framework is left untouched. Returns
+    ``{path: [frameworks executed]}``; raises NotebookError listing all failed notebooks.
     """
     _require_kernels(frameworks)
 
     async def run_all():
         slots = asyncio.Semaphore(jobs)
         return await asyncio.gather(
-            *(_execute_notebook(Path(p), frameworks, timeout, slots) for p in paths), return_exceptions=True
+            *(_execute_notebook(Path(p), frameworks, timeout, slots, force) for p in paths), return_exceptions=True
         )
 
-    errors = [r for r in asyncio.run(run_all()) if isinstance(r, BaseException)]
+    results = asyncio.run(run_all())
+    errors = [r for r in results if isinstance(r, BaseException)]
     for err in errors:
         if not isinstance(err, NotebookError):
             raise err
     if errors:
         raise NotebookError("\n\n".join(str(err) for err in errors))
+    executed = dict(zip(map(Path, paths), results))
+    ran = sum(len(fws) for fws in executed.values())
+    print(f"executed {ran} of {len(paths) * len(frameworks)} (notebook, framework) pair(s); "
+          f"{len(paths) * len(frameworks) - ran} skipped as current")
+    return executed
 
 
 # ---------------------------------------------------------------------------------------------
@@ -642,8 +724,9 @@ def main(argv=None):
         return p
 
     add("split", "write one notebook per framework", out=True)
-    add("execute", "run under every kernel, merge the outputs back (make notebooks)",
-        frameworks=True, jobs=2, names=True)
+    execute = add("execute", "run under every kernel what may be out of date, merge the outputs back (make notebooks)",
+                  frameworks=True, jobs=2, names=True)
+    execute.add_argument("--force", action="store_true", help="re-execute even the pairs that are current")
     add("check", "check the structure of the tabbed notebooks", names=True)
     add("nbval", "split, then run nbval per framework (the nbval stages of make test)", frameworks=True)
     args = parser.parse_args(argv)
@@ -656,7 +739,7 @@ def main(argv=None):
             if args.jobs < 1:
                 raise NotebookError("--jobs must be at least 1")
             execute_notebooks(find_notebooks(args.src, args.notebooks), parse_frameworks(args.frameworks),
-                              args.jobs, args.timeout)
+                              args.jobs, args.timeout, args.force)
         elif args.command == "check":
             failed = False
             for path in find_notebooks(args.src, args.notebooks):
