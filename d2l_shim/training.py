@@ -208,7 +208,8 @@ class Trainer(HyperParameters):
     # What a framework supplies (see the class docstring).
 
     def train_step(self, batch):
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} defines no train_step(batch): a framework's "
+                                  "Trainer runs the model's training_step and updates the parameters there")
 
     def val_step(self, batch):
         self.model.validation_step(batch)
