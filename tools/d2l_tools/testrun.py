@@ -21,15 +21,16 @@ from pathlib import Path
 
 from d2l_shim import FRAMEWORKS
 from d2l_tools import notebooks
+from d2l_tools.envs import ENVIRONMENTS
 from d2l_tools.nbval_plugin import COMPARE_PROPERTY
 from d2l_tools.procs import Results, junit_results, stream
 
 REPO = Path(__file__).resolve().parents[2]
 RESULTS = REPO / "build" / "test-results"
-PY = str(REPO / ".venv" / "bin" / "python")
-MXPY = str(REPO / ".venv-mxnet" / "bin" / "python")
+PY = str(ENVIRONMENTS["main"].python)
+MXPY = str(ENVIRONMENTS["mxnet"].python)
 PYTEST = ["-m", "pytest", "-q", "--color=no", "-p", "no:cacheprovider"]
-MAIN_ENV_FRAMEWORKS = tuple(fw for fw in FRAMEWORKS if fw != "mxnet")
+MAIN_ENV_FRAMEWORKS = ENVIRONMENTS["main"].frameworks
 
 # Tests run by a stage of their own (they need the split notebooks, the built book, or MXNet).
 NOT_UNIT = ["tests/test_notebook_structure.py", "tests/test_browser.py", "tests/test_lab.py",
