@@ -360,9 +360,11 @@ def figures_shown(page, index):
     }""")
 
 
-def output_texts(page):
+def cell_outputs(page):
+    """The text of each output of each code cell of the visible notebook, in order."""
     return page.evaluate("""() => Array.from(document.querySelectorAll(
-        '.jp-NotebookPanel:not(.lm-mod-hidden) .jp-OutputArea-output')).map(el => el.textContent)""")
+        '.jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-Cell.jp-CodeCell')).map(cell =>
+        Array.from(cell.querySelectorAll('.jp-OutputArea-output')).map(el => el.textContent))""")
 
 
 def has_image(cell):
@@ -463,10 +465,12 @@ def test_wrong_kernel_shows_one_clear_error(lab_server, page):
     error_cell = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell.jp-CodeCell").nth(1)
     error_cell.scroll_into_view_if_needed()
     screenshot(page, "wrong-kernel")
-    texts = [ANSI.sub("", t).strip() for t in output_texts(page)]
+    outputs = [[ANSI.sub("", t).strip() for t in cell] for cell in cell_outputs(page)]
+    texts = [t for cell in outputs for t in cell]
     prompts = page.evaluate(CODE_PROMPTS)
-    errors = [t for t in texts if "Error" in t]
-    assert len(errors) == 1, f"expected one error output, got {errors} (prompts {prompts[:5]}...)"
+    errors = [(i, t) for i, cell in enumerate(outputs) for t in cell if "Error" in t]
+    assert len(errors) == 1, f"expected one error output, got (code cell, text) {errors}; prompts {prompts[:5]}..."
+    errors = [t for _, t in errors]
     lines = errors[0].splitlines()
     assert len(lines) == 1 and lines[0].startswith("NoFrameworkError: no framework selected"), lines
     assert "Kernel > Change Kernel" in lines[0] and display_name(FRAMEWORKS[0]) in lines[0]
