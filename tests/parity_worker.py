@@ -1,13 +1,16 @@
-"""Train the chapter's MLP in one framework from given weights on given minibatches.
+"""Train the chapter's MLPs in one framework from given weights on given minibatches.
 
     python tests/parity_worker.py FRAMEWORK MODEL IN.npz OUT.npz
 
-FRAMEWORK is pytorch, mxnet, tensorflow or jax; MODEL is ``scratch`` (raw parameters, as in
-mlp-scratch), ``concise`` (the framework's dense layers, as in mlp-concise) or a comma list.
-IN.npz holds the weights ``W1`` (inputs, hidden), ``b1``, ``W2`` (hidden, outputs), ``b2``,
-the examples ``X`` (n, inputs) float32 and ``y`` (n,) int, and the scalars ``batch_size`` and
-``lr``. The model is trained with ``d2l.Trainer`` for one epoch over X in order (no
-shuffling, no validation), so step k sees rows [k * batch_size, (k + 1) * batch_size).
+FRAMEWORK is pytorch, mxnet, tensorflow or jax; MODEL is one of MODELS below or a comma list:
+``scratch`` (``MLPScratch`` of mlp-scratch: hand-written ReLU, loss and SGD), ``concise``
+(``MLP`` of mlp-concise: the framework's layers, loss and optimizer) or ``concise-scratch``
+(the raw-parameter ``MLPScratch`` that mlp-concise compares with it). The classes are the
+notebooks' own, read from their cells (bench/chapter_models.py); only their initial weights
+are replaced. IN.npz holds the weights ``W1`` (inputs, hidden), ``b1``, ``W2`` (hidden,
+outputs), ``b2``, the examples ``X`` (n, inputs) float32 and ``y`` (n,) int, and the scalars
+``batch_size`` and ``lr``. The model is trained with ``d2l.Trainer`` for one epoch over X in
+order (no shuffling, no validation), so step k sees rows [k * batch_size, (k + 1) * batch_size).
 OUT.npz gets, per model, the training loss of every step (before that step's update).
 
 test_parity.py runs this once per framework, each in its own environment, and compares
@@ -15,6 +18,7 @@ the losses; test_frameworks.py imports ``build_model`` to train the same models 
 """
 
 import importlib
+import inspect
 import os
 import sys
 import tempfile
@@ -24,7 +28,13 @@ import numpy as np
 
 from d2l_shim import FRAMEWORK_INFO, FRAMEWORKS
 
-MODELS = ("scratch", "concise")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+from chapter_models import model_class  # noqa: E402 (bench/ is not a package)
+
+# Model kind -> (notebook, class) of the chapter that defines it.
+MODELS = {"scratch": ("mlp-scratch", "MLPScratch"),
+          "concise": ("mlp-concise", "MLP"),
+          "concise-scratch": ("mlp-concise", "MLPScratch")}
 WEIGHT_NAMES = ("W1", "b1", "W2", "b2")
 SHIM_MODULES = {fw.name: f"d2l_shim.{fw.module}" for fw in FRAMEWORK_INFO.values()}
 
@@ -39,157 +49,130 @@ def initial_weights(rng, num_inputs=784, num_hiddens=256, num_outputs=10, sigma=
 
 
 def build_model(framework, kind, weights, lr):
-    """A d2l ``Classifier`` of the given kind whose parameters start as ``weights`` (numpy)."""
+    """The chapter's model of the given kind, its parameters starting as ``weights`` (numpy).
+
+    An instance of a subclass of the notebook's class whose constructor takes ``lr`` alone
+    (``type(model)(lr=...)`` makes another one with the same weights); the subclass only
+    sets the weights after the chapter's own initialisation.
+    """
     if kind not in MODELS:
         raise ValueError(f"unknown model {kind!r}: use one of {', '.join(MODELS)}")
     missing = [name for name in WEIGHT_NAMES if name not in weights]
     if missing:
         raise ValueError(f"weights lack {', '.join(missing)}; give {', '.join(WEIGHT_NAMES)}")
     weights = {name: np.ascontiguousarray(weights[name], dtype=np.float32) for name in WEIGHT_NAMES}
-    d2l = importlib.import_module(SHIM_MODULES[framework])
-    return _BUILDERS[framework](d2l, weights)[kind](lr=lr)
+    importlib.import_module(SHIM_MODULES[framework])
+    notebook, class_name = MODELS[kind]
+    base = model_class(notebook, framework, class_name)
+    (num_inputs, num_hiddens), num_outputs = weights["W1"].shape, weights["W2"].shape[1]
+    sizes = {"num_inputs": num_inputs, "num_outputs": num_outputs, "num_hiddens": num_hiddens}
+    if framework == "jax":
+        return _jax_class(base, sizes, weights, lr)(lr=lr)
+    set_weights = _SETTERS[framework]
+    accepted = inspect.signature(base.__init__).parameters
+    arguments = {name: value for name, value in sizes.items() if name in accepted}
+
+    class GivenWeights(base):
+        def __init__(self, lr):
+            super().__init__(**arguments, lr=lr)
+            set_weights(self, weights, num_inputs)
+
+    GivenWeights.__name__ = GivenWeights.__qualname__ = f"GivenWeights{base.__name__}"
+    return GivenWeights(lr=lr)
 
 
-def _torch_models(d2l, w):
+def _two_dense(model, layers):
+    """``layers`` if there are two (a one-hidden-layer MLP), else a clear error."""
+    if len(layers) != 2:
+        raise ValueError(f"{type(model).__name__} has {len(layers)} dense layers; the parity test "
+                         "sets the weights of a one-hidden-layer MLP (two)")
+    return layers
+
+
+def _check_shape(what, have, want):
+    if tuple(have) != tuple(want):
+        raise ValueError(f"{what} has shape {tuple(have)}, the given weights {tuple(want)}")
+
+
+def _set_torch(model, w, num_inputs):
     import torch
     from torch import nn
 
-    def tensor(name, transpose=False):
-        # A copy: a tensor sharing memory with `w` would let training rewrite the given weights.
-        return torch.tensor(w[name].T if transpose else w[name])
-
-    class ScratchMLP(d2l.Classifier):
-        def __init__(self, lr):
-            super().__init__()
-            self.save_hyperparameters()
-            self.W1, self.b1, self.W2, self.b2 = (nn.Parameter(tensor(n)) for n in WEIGHT_NAMES)
-
-        def forward(self, X):
-            H = torch.relu(X.reshape(-1, self.W1.shape[0]) @ self.W1 + self.b1)
-            return H @ self.W2 + self.b2
-
-    class ConciseMLP(d2l.Classifier):
-        def __init__(self, lr):
-            super().__init__()
-            self.save_hyperparameters()
-            (num_inputs, num_hiddens), num_outputs = w["W1"].shape, w["W2"].shape[1]
-            self.net = nn.Sequential(nn.Flatten(), nn.Linear(num_inputs, num_hiddens), nn.ReLU(),
-                                     nn.Linear(num_hiddens, num_outputs))
-            with torch.no_grad():  # torch stores a Linear weight as (outputs, inputs)
-                self.net[1].weight.copy_(tensor("W1", transpose=True))
-                self.net[1].bias.copy_(tensor("b1"))
-                self.net[3].weight.copy_(tensor("W2", transpose=True))
-                self.net[3].bias.copy_(tensor("b2"))
-
-    return {"scratch": ScratchMLP, "concise": ConciseMLP}
+    with torch.no_grad():
+        model(torch.zeros(1, num_inputs))  # materialises lazy layers
+        layers = [m for m in model.modules() if isinstance(m, nn.Linear)]
+        if all(hasattr(model, name) for name in WEIGHT_NAMES):
+            pairs = [(getattr(model, name), w[name]) for name in WEIGHT_NAMES]
+        else:  # torch stores a Linear weight as (outputs, inputs)
+            layers = _two_dense(model, layers)
+            pairs = [(layers[0].weight, w["W1"].T), (layers[0].bias, w["b1"]),
+                     (layers[1].weight, w["W2"].T), (layers[1].bias, w["b2"])]
+        for param, value in pairs:
+            _check_shape("a parameter", param.shape, value.shape)
+            param.copy_(torch.from_numpy(np.ascontiguousarray(value)))  # a copy: w stays as given
 
 
-def _mxnet_models(d2l, w):
+def _set_mxnet(model, w, num_inputs):
     from mxnet import np as mxnp
-    from mxnet import npx
     from mxnet.gluon import nn
 
-    def array(name, transpose=False):
-        return mxnp.array(np.ascontiguousarray(w[name].T if transpose else w[name]), dtype="float32")
-
-    class ScratchMLP(d2l.Classifier):
-        def __init__(self, lr):
-            super().__init__()
-            self.save_hyperparameters()
-            self.W1, self.b1, self.W2, self.b2 = (array(n) for n in WEIGHT_NAMES)
-            for param in self.get_scratch_params():
-                param.attach_grad()
-
-        def forward(self, X):
-            H = npx.relu(mxnp.dot(X.reshape(-1, self.W1.shape[0]), self.W1) + self.b1)
-            return mxnp.dot(H, self.W2) + self.b2
-
-    class ConciseMLP(d2l.Classifier):
-        def __init__(self, lr):
-            super().__init__()
-            self.save_hyperparameters()
-            (num_inputs, num_hiddens), num_outputs = w["W1"].shape, w["W2"].shape[1]
-            self.net = nn.Sequential()  # gluon's Dense flattens its input itself
-            self.net.add(nn.Dense(num_hiddens, activation="relu", in_units=num_inputs),
-                         nn.Dense(num_outputs, in_units=num_hiddens))
-            self.net.initialize()
-            # gluon stores a Dense weight as (outputs, inputs)
-            self.net[0].weight.set_data(array("W1", transpose=True))
-            self.net[0].bias.set_data(array("b1"))
-            self.net[1].weight.set_data(array("W2", transpose=True))
-            self.net[1].bias.set_data(array("b2"))
-
-    return {"scratch": ScratchMLP, "concise": ConciseMLP}
+    model(mxnp.zeros((1, num_inputs)))  # deferred initialisation happens at the first call
+    if all(hasattr(model, name) for name in WEIGHT_NAMES):
+        for name in WEIGHT_NAMES:  # in place: the arrays keep their gradient buffers
+            param = getattr(model, name)
+            _check_shape(name, param.shape, w[name].shape)
+            param[:] = mxnp.array(w[name], dtype="float32")
+        return
+    layers = _two_dense(model, [block for block in model.net._children.values() if isinstance(block, nn.Dense)])
+    # gluon stores a Dense weight as (outputs, inputs)
+    for layer, kernel, bias in ((layers[0], "W1", "b1"), (layers[1], "W2", "b2")):
+        _check_shape(kernel, layer.weight.shape, w[kernel].T.shape)
+        layer.weight.set_data(mxnp.array(np.ascontiguousarray(w[kernel].T), dtype="float32"))
+        layer.bias.set_data(mxnp.array(w[bias], dtype="float32"))
 
 
-def _tensorflow_models(d2l, w):
+def _set_tensorflow(model, w, num_inputs):
     import tensorflow as tf
 
-    def dense(units, kernel, bias, activation=None):
-        # Keras stores a Dense kernel as (inputs, outputs), like W in X @ W.
-        return tf.keras.layers.Dense(units, activation=activation,
-                                     kernel_initializer=tf.keras.initializers.Constant(w[kernel]),
-                                     bias_initializer=tf.keras.initializers.Constant(w[bias]))
-
-    class ScratchMLP(d2l.Classifier):
-        def __init__(self, lr):
-            super().__init__()
-            self.save_hyperparameters()
-            self.W1, self.b1, self.W2, self.b2 = (tf.Variable(w[n]) for n in WEIGHT_NAMES)
-
-        def forward(self, X):
-            H = tf.nn.relu(tf.matmul(tf.reshape(X, (-1, self.W1.shape[0])), self.W1) + self.b1)
-            return tf.matmul(H, self.W2) + self.b2
-
-    class ConciseMLP(d2l.Classifier):
-        def __init__(self, lr):
-            super().__init__()
-            self.save_hyperparameters()
-            self.net = tf.keras.models.Sequential([
-                tf.keras.layers.Flatten(),
-                dense(w["W1"].shape[1], "W1", "b1", activation="relu"),
-                dense(w["W2"].shape[1], "W2", "b2")])
-
-    return {"scratch": ScratchMLP, "concise": ConciseMLP}
+    if all(hasattr(model, name) for name in WEIGHT_NAMES):
+        pairs = [(getattr(model, name), w[name]) for name in WEIGHT_NAMES]
+    else:  # Keras stores a Dense kernel as (inputs, outputs), like W in X @ W
+        layers = _two_dense(model, [layer for layer in model.net.layers if isinstance(layer, tf.keras.layers.Dense)])
+        # Built layer by layer: a Sequential built by a call would accept only that input shape.
+        layers[0].build((None, num_inputs))
+        layers[1].build((None, layers[0].units))
+        pairs = [(layers[0].kernel, w["W1"]), (layers[0].bias, w["b1"]),
+                 (layers[1].kernel, w["W2"]), (layers[1].bias, w["b2"])]
+    for variable, value in pairs:
+        _check_shape(variable.name, variable.shape, value.shape)
+        variable.assign(value)
 
 
-def _jax_models(d2l, w):
+def _jax_class(base, sizes, w, lr):
+    """A flax subclass of ``base`` with defaults for its size fields, whose parameters start as ``w``."""
     import jax
-    from flax import linen as nn
     from jax import numpy as jnp
 
-    arrays = {name: jnp.asarray(value) for name, value in w.items()}
+    def apply_init(self, dummy_input, key):
+        variables = base.apply_init(self, dummy_input, key)  # the chapter's own shapes
+        params = dict(variables["params"])
+        if set(params) == set(WEIGHT_NAMES):  # raw parameters, as in MLPScratch
+            given = {name: w[name] for name in WEIGHT_NAMES}
+        else:  # flax keeps a Dense kernel as (inputs, outputs), like W in X @ W
+            layers = _two_dense(self, sorted(name for name, value in params.items() if "kernel" in value))
+            given = {layers[0]: {"kernel": w["W1"], "bias": w["b1"]},
+                     layers[1]: {"kernel": w["W2"], "bias": w["b2"]}}
+        jax.tree_util.tree_map(lambda have, want: _check_shape("a parameter", have.shape, want.shape),
+                               {k: params[k] for k in given}, given)
+        return {**variables, "params": {**params, **jax.tree_util.tree_map(jnp.asarray, given)}}
 
-    def given(name):
-        """A flax initializer that ignores key, shape and dtype and returns the given array."""
-        return lambda key, *shape_and_dtype: arrays[name]
-
-    class ScratchMLP(d2l.Classifier):
-        lr: float
-
-        def setup(self):
-            self.W1, self.b1, self.W2, self.b2 = (self.param(n, given(n)) for n in WEIGHT_NAMES)
-
-        def forward(self, X):
-            H = jax.nn.relu(X.reshape((-1, self.W1.shape[0])) @ self.W1 + self.b1)
-            return H @ self.W2 + self.b2
-
-    class ConciseMLP(d2l.Classifier):
-        lr: float
-
-        def setup(self):
-            # flax keeps a Dense kernel as (inputs, outputs), like W in X @ W.
-            self.net = nn.Sequential([
-                lambda X: X.reshape((X.shape[0], -1)),
-                nn.Dense(w["W1"].shape[1], kernel_init=given("W1"), bias_init=given("b1")),
-                nn.relu,
-                nn.Dense(w["W2"].shape[1], kernel_init=given("W2"), bias_init=given("b2"))])
-
-    return {"scratch": ScratchMLP, "concise": ConciseMLP}
+    fields = {name: value for name, value in {**sizes, "lr": lr}.items() if name in base.__dataclass_fields__}
+    namespace = {"__annotations__": {name: type(value) for name, value in fields.items()},
+                 **fields, "apply_init": apply_init, "__module__": base.__module__}
+    return type(base)(f"GivenWeights{base.__name__}", (base,), namespace)
 
 
-_BUILDERS = {"pytorch": _torch_models, "mxnet": _mxnet_models,
-             "tensorflow": _tensorflow_models, "jax": _jax_models}
+_SETTERS = {"pytorch": _set_torch, "mxnet": _set_mxnet, "tensorflow": _set_tensorflow}
 
 
 def _to_tensor(framework, array):
@@ -204,8 +187,6 @@ def _to_tensor(framework, array):
         return tf.constant(array)
     from jax import numpy as jnp
     return jnp.asarray(array)
-
-
 def train_steps(framework, kind, weights, X, y, batch_size, lr):
     """Per-step training losses of one epoch of ``d2l.Trainer`` over (X, y) in order."""
     from d2l_shim.plotting import to_numpy
