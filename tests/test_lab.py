@@ -143,10 +143,13 @@ def test_a_readers_changed_copy_is_kept_and_an_untouched_one_updated(tmp_path, c
     assert "A new sentence." in nbformat.read(mine, as_version=4).cells[0].source
 
 
-def test_jupyter_command_binds_the_address_it_is_given_and_allows_root_only_as_root():
+@pytest.mark.parametrize("uid", [0, 1000])
+def test_jupyter_command_binds_the_address_it_is_given_and_allows_root_only_as_root(monkeypatch, uid):
+    monkeypatch.setattr(os, "geteuid", lambda: uid)
     command = lab.jupyter_lab_command("lab")
     assert f"--ServerApp.ip={LOCAL_HOST}" in command and "--ServerApp.port_retries=0" in command
-    assert ("--allow-root" in command) == (os.geteuid() == 0)
+    assert ("--allow-root" in command) == (uid == 0)
+    assert f"--ServerApp.ip=0.0.0.0" in lab.jupyter_lab_command("lab", ip="0.0.0.0")
 
 
 # ---------------------------------------------------------------- serving JupyterLab
