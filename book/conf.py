@@ -19,9 +19,15 @@ templates_path = ["_templates"]
 extensions = [
     "myst_parser",
     "sphinx_design",
-    # Replaces Sphinx's MathJax CDN address with a copy of MathJax 3 inside _static.
-    "sphinx-mathjax-offline",
+    "sphinx_copybutton",
 ]
+
+# MathJax 3 is served from _static/mathjax: d2l_tools.book copies in the parts the pages
+# use (the TeX input, the CommonHTML output and its fonts) after sphinx-build.
+mathjax_path = "mathjax/tex-chtml.js"
+
+# Copy buttons on code cells only: the stored outputs are code blocks of language "none".
+copybutton_selector = "div.highlight-ipython3 pre"
 
 myst_enable_extensions = ["colon_fence", "dollarmath", "amsmath"]
 myst_heading_anchors = 3
@@ -30,10 +36,11 @@ html_theme = "sphinx_book_theme"
 html_title = project
 html_static_path = ["_static"]
 html_css_files = ["d2l-book.css"]
-html_js_files = ["framework-picker.js"]
+html_js_files = ["framework-picker.js", "theme-fixes.js"]
 html_favicon = "_static/favicon.svg"  # else browsers ask for /favicon.ico and get a 404
 html_last_updated_fmt = None
 html_show_sphinx = False
+html_copy_source = False  # the generated .md pages are no use to a reader
 html_theme_options = {
     # The framework picker sits in the sticky bar above every page's text.
     "article_header_start": ["toggle-primary-sidebar.html", "framework-picker.html"],

@@ -4,11 +4,16 @@
 // the choice lives under the same localStorage key that design-tabs.js reads
 // (<data-sd-tabs-storage-prefix of its script tag> + sync group), and a page opened with
 // ?framework=jax starts on JAX, as design-tabs.js does for pages that have tabs.
+//
+// Next to it, the "Side by side" switch shows every framework's code at once instead of tabs
+// (d2l-book.css lays the panels out); the choice persists across pages like the framework.
 
 (function () {
   "use strict";
 
   const SYNC_GROUP = "framework";
+  const LAYOUT_KEY = "d2l-book-side-by-side";
+  const LAYOUT_CLASS = "d2l-side-by-side";
 
   function storageKey() {
     const script = document.querySelector("script[data-sd-tabs-storage-prefix]");
@@ -35,6 +40,29 @@
       // storage blocked; nothing to persist
     }
   }
+
+  function readLayout() {
+    try {
+      return window.localStorage.getItem(LAYOUT_KEY) === "on";
+    } catch (err) {
+      return false;
+    }
+  }
+
+  function setLayout(sideBySide) {
+    document.documentElement.classList.toggle(LAYOUT_CLASS, sideBySide);
+    for (const el of document.querySelectorAll(".d2l-layout-switch")) {
+      el.setAttribute("aria-pressed", sideBySide ? "true" : "false");
+    }
+    try {
+      window.localStorage.setItem(LAYOUT_KEY, sideBySide ? "on" : "off");
+    } catch (err) {
+      // storage blocked: the switch still changes the current page
+    }
+  }
+
+  // At once, before the page is drawn, so that a side-by-side reader sees no tabs flash by.
+  document.documentElement.classList.toggle(LAYOUT_CLASS, readLayout());
 
   function choices() {
     return Array.from(document.querySelectorAll(".d2l-picker-choice[data-framework]"));
@@ -110,6 +138,11 @@
           choose(el.dataset.framework);
         }
       });
+    }
+    for (const el of document.querySelectorAll(".d2l-layout-switch")) {
+      el.hidden = false;
+      el.setAttribute("aria-pressed", readLayout() ? "true" : "false");
+      el.addEventListener("click", () => setLayout(el.getAttribute("aria-pressed") !== "true"));
     }
     // A click on a tab (synced by design-tabs.js) moves the picker along.
     document.addEventListener("change", (event) => {

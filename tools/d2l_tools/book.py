@@ -20,6 +20,7 @@ import argparse
 import base64
 import hashlib
 import html.parser
+import importlib.util
 import os
 import re
 import subprocess
@@ -252,10 +253,11 @@ class Converter:
         items = []
         for framework in FRAMEWORKS:
             bodies = [self._render_code(i, cell) for i, cell, fws in group if framework in fws]
-            body = "\n\n".join(b for b in bodies if b) or (
-                f'<p class="d2l-no-code">No {FRAMEWORK_INFO[framework].label} code in this step.</p>'
-            )
-            items.append(directive("tab-item", FRAMEWORK_INFO[framework].label, [("sync", framework)], body))
+            label = FRAMEWORK_INFO[framework].label
+            body = "\n\n".join(b for b in bodies if b) or f'<p class="d2l-no-code">No {label} code in this step.</p>'
+            # Names the panel when the side-by-side view hides the tab labels (d2l-book.css).
+            heading = f'<p class="d2l-panel-heading">{label}</p>'
+            items.append(directive("tab-item", label, [("sync", framework)], f"{heading}\n\n{body}"))
         return directive("tab-set", options=[("sync-group", SYNC_GROUP)], body="\n\n".join(items))
 
     def _render_markdown(self, cell):
@@ -460,17 +462,87 @@ def external_assets(html_dir):
     return found
 
 
+# ---------------------------------------------------------------- what _static carries
+
+MATHJAX_PACKAGE = "sphinx-mathjax-offline"  # MathJax 3.2's browser build, as package data
+# What the pages load of it: the combined TeX input + CommonHTML output component, the TeX
+# extensions its autoload fetches for rarer macros (\boldsymbol, \cancel, ...), and the
+# CommonHTML fonts. Not the SVG and MathML builds, nor the speech rule engine (16 MB more).
+MATHJAX_PARTS = ("tex-chtml.js", "input/tex/extensions/*.js", "output/chtml/fonts/woff-v2/*.woff")
+# Files the themes copy into _static that no page loads: source maps (read by browser
+# developer tools only) and pydata-sphinx-theme's translation catalogues (read by Sphinx).
+UNUSED_STATIC = ("**/*.map", "locales/**/*")
+# pydata-sphinx-theme draws its icons twice: with Font Awesome's CSS and webfonts, and again
+# with a 1.5 MB script that swaps them for SVGs so that a site can add icons of its own. The
+# book adds none, so the pages drop the script and keep the CSS icons.
+ICON_SCRIPT = "scripts/fontawesome.js"
+ICON_SCRIPT_TAG = re.compile(r'[ \t]*<script defer src="[^"]*_static/scripts/fontawesome\.js[^"]*"></script>\n?')
+
+
+def mathjax_source():
+    spec = importlib.util.find_spec(MATHJAX_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise BookError(f"{MATHJAX_PACKAGE} is not installed in {sys.prefix}: run `make setup`")
+    source = Path(next(iter(spec.submodule_search_locations))) / "static" / "mathjax"
+    if not (source / MATHJAX_PARTS[0]).is_file():
+        raise BookError(f"{source / MATHJAX_PARTS[0]} is missing: reinstall {MATHJAX_PACKAGE} (`make setup`)")
+    return source
+
+
+def ship_mathjax(out):
+    """Make ``out/_static/mathjax`` hold exactly MATHJAX_PARTS; returns how many files it has."""
+    source = mathjax_source()
+    parts = {path.relative_to(source).as_posix(): path.read_bytes()
+             for pattern in MATHJAX_PARTS for path in sorted(source.glob(pattern))}
+    write_tree(Path(out) / "_static" / "mathjax", parts)  # also drops files of older builds
+    return len(parts)
+
+
+def prune_static(out):
+    """Delete the UNUSED_STATIC files of ``out/_static``; returns how many there were."""
+    static = Path(out) / "_static"
+    unused = {path for pattern in UNUSED_STATIC for path in static.glob(pattern) if path.is_file()}
+    for path in unused:
+        path.unlink()
+    for path in sorted(static.rglob("*"), reverse=True):  # folders left empty
+        if path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
+    return len(unused)
+
+
+def drop_icon_script(out):
+    """Take ICON_SCRIPT out of every page and of ``out/_static``; returns how many pages had it."""
+    pages = 0
+    for path in Path(out).rglob("*.html"):
+        text = path.read_text(encoding="utf-8")
+        kept = ICON_SCRIPT_TAG.sub("", text)
+        if kept != text:
+            write_atomic(path, kept.encode("utf-8"))
+            pages += 1
+    for name in (ICON_SCRIPT, ICON_SCRIPT + ".LICENSE.txt"):
+        (Path(out) / "_static" / name).unlink(missing_ok=True)
+    return pages
+
+
+def tree_size(root):
+    """Bytes of the files under ``root``."""
+    return sum(path.stat().st_size for path in Path(root).rglob("*") if path.is_file())
+
+
 # ---------------------------------------------------------------- build
 
 
-def build(src, out, split_dir, work, quiet=True):
-    """Generate the MyST tree in ``work`` and run ``sphinx-build -W`` into ``out``."""
+def build(src, out, split_dir, work, quiet=True, builder="html"):
+    """Generate the MyST tree in ``work`` and run ``sphinx-build -W -b builder`` into ``out``.
+
+    ``builder`` is ``html`` for the book, ``singlehtml`` for the page that d2l_tools.pdf prints.
+    """
     started = time.monotonic()
     work, out = Path(work), Path(out)
     tree = source_tree(src, split_dir)
     written = write_tree(work, tree)
-    doctrees = work.with_name(work.name + "-doctrees")
-    command = [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-b", "html",
+    doctrees = work.with_name(f"{work.name}-doctrees" + ("" if builder == "html" else f"-{builder}"))
+    command = [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-b", builder,
                "-d", str(doctrees), str(work), str(out)]
     if quiet:
         command.insert(3, "-q")
@@ -483,6 +555,9 @@ def build(src, out, split_dir, work, quiet=True):
             f"sphinx-build failed (exit {result.returncode}); its warnings above say where "
             f"(generated pages are in {work}, edit the notebooks or {BOOK_DIR} instead)"
         )
+    ship_mathjax(out)
+    removed = prune_static(out)
+    drop_icon_script(out)
     leaks = external_assets(out)
     if leaks:
         listed = "\n  ".join(f"{page}: {url}" for page, url in leaks[:20])
@@ -490,27 +565,50 @@ def build(src, out, split_dir, work, quiet=True):
             f"the book would load resources from other hosts:\n  {listed}\n"
             "serve them from book/_static instead"
         )
-    print(f"book: {out} built in {time.monotonic() - started:.1f} s "
-          f"({written} of {len(tree)} source files changed)")
+    print(f"book: {out} ({builder}) built in {time.monotonic() - started:.1f} s "
+          f"({written} of {len(tree)} source files changed); {tree_size(out) / 2**20:.1f} MiB, "
+          f"{removed} theme files no page loads left out")
+
+
+def build_pdfs(src, split_dir, work, print_dir, pdf_dir, frameworks=FRAMEWORKS, quiet=True):
+    """The single-page book in ``print_dir``, printed to ``pdf_dir/<framework>.pdf``."""
+    from d2l_tools import pdf  # Playwright is imported only when PDFs are made
+
+    build(src, print_dir, split_dir, work, quiet=quiet, builder="singlehtml")
+    try:
+        return pdf.print_book(print_dir, pdf_dir, frameworks)
+    except pdf.PdfError as err:
+        raise BookError(str(err)) from None
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m d2l_tools.book", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("build", help="convert the notebooks and build the HTML book")
-    run.add_argument("--src", default=REPO / "chapter_mlp", type=Path,
-                     help="chapter folder with the tabbed notebooks and index.md (default: chapter_mlp)")
-    run.add_argument("--out", default=REPO / "build" / "html", type=Path,
-                     help="where the HTML goes (default: build/html)")
-    run.add_argument("--split-dir", default=REPO / "build" / "notebooks", type=Path,
-                     help="per-framework notebooks, <dir>/<framework>/<chapter>/<name>.ipynb "
-                          "(default: build/notebooks)")
-    run.add_argument("--work", default=REPO / "build" / "book-src", type=Path,
-                     help="generated Sphinx source tree (default: build/book-src)")
-    run.add_argument("--verbose", action="store_true", help="show sphinx-build's progress")
+    html_run = commands.add_parser("build", help="convert the notebooks, build the HTML book and its PDFs")
+    pdf_run = commands.add_parser("pdf", help="print one PDF per framework (d2l_tools.pdf says how)")
+    for run in (html_run, pdf_run):
+        run.add_argument("--src", default=REPO / "chapter_mlp", type=Path,
+                         help="chapter folder with the tabbed notebooks and index.md (default: chapter_mlp)")
+        run.add_argument("--split-dir", default=REPO / "build" / "notebooks", type=Path,
+                         help="per-framework notebooks, <dir>/<framework>/<chapter>/<name>.ipynb "
+                              "(default: build/notebooks)")
+        run.add_argument("--work", default=REPO / "build" / "book-src", type=Path,
+                         help="generated Sphinx source tree (default: build/book-src)")
+        run.add_argument("--print-dir", default=REPO / "build" / "print", type=Path,
+                         help="the whole book on one page, which the PDFs are printed from "
+                              "(default: build/print)")
+        run.add_argument("--pdf-dir", default=REPO / "build" / "pdf", type=Path,
+                         help="where the PDFs go, one per framework (default: build/pdf)")
+        run.add_argument("--verbose", action="store_true", help="show sphinx-build's progress")
+    html_run.add_argument("--out", default=REPO / "build" / "html", type=Path,
+                          help="where the HTML goes (default: build/html)")
+    html_run.add_argument("--no-pdf", action="store_true", help="the HTML book only (no Chromium needed)")
     args = parser.parse_args(argv)
     try:
-        build(args.src, args.out, args.split_dir, args.work, quiet=not args.verbose)
+        if args.command == "build":
+            build(args.src, args.out, args.split_dir, args.work, quiet=not args.verbose)
+        if args.command == "pdf" or not args.no_pdf:
+            build_pdfs(args.src, args.split_dir, args.work, args.print_dir, args.pdf_dir, quiet=not args.verbose)
     except BookError as err:
         print(f"book: error: {err}", file=sys.stderr)
         return 1

@@ -1,0 +1,155 @@
+"""Print the book to one PDF per framework (``make pdf``).
+
+    python -m d2l_tools book pdf [--frameworks jax,pytorch] [--out build/pdf]
+
+The book's own pages, printed by the headless Chromium that the browser test uses: Sphinx's
+``singlehtml`` builder puts the whole chapter on one page (``build/print/``), which is opened
+once per framework with ``?framework=<name>`` and printed. The print style sheet
+(``book/_static/d2l-book.css``) leaves out the tab labels, the other frameworks' tabs, the
+framework bar and the side bars, and wraps long code lines instead of cutting them off.
+Chromium adds PDF bookmarks from the headings, page numbers in the footer and a tagged
+(accessible) PDF. Math is typeset by the book's MathJax and the figures are the pages' SVGs.
+
+Why Chromium and not Sphinx's LaTeX builder: the browser is already installed for the tests
+(the LaTeX route needs a TeX distribution from Debian, hundreds of megabytes, and an SVG
+converter for every figure the notebooks draw), and the PDF shows exactly what the HTML book
+shows, math and figures included, in seconds.
+"""
+
+import functools
+import http.server
+import os
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from d2l_shim import FRAMEWORK_INFO, FRAMEWORKS
+
+REPO = Path(__file__).resolve().parents[2]
+PRINT_DIR = REPO / "build" / "print"
+PDF_DIR = REPO / "build" / "pdf"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_FLAGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic",
+]
+LOCAL_HOST = "127.0.0.1"
+WAIT_MS = 60_000
+PAGE_MARGIN = {"top": "16mm", "bottom": "16mm", "left": "14mm", "right": "14mm"}
+# Chromium draws these in the page margins; its own styles are not applied, so font sizes are set here.
+HEADER = ('<div style="font-size:8px;width:100%;margin:0 14mm;color:#555;display:flex;'
+          'justify-content:space-between"><span class="title"></span><span>{edition}</span></div>')
+FOOTER = ('<div style="font-size:8px;width:100%;text-align:center;color:#555">'
+          '<span class="pageNumber"></span> / <span class="totalPages"></span></div>')
+
+
+class PdfError(Exception):
+    """The PDFs cannot be printed; the message says what is wrong and what to do."""
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@contextmanager
+def serve(directory):
+    """Serve ``directory`` on 127.0.0.1 at a free port; yields the base URL."""
+    handler = functools.partial(_QuietHandler, directory=str(directory))
+    server = http.server.ThreadingHTTPServer((LOCAL_HOST, 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://{LOCAL_HOST}:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextmanager
+def chromium(executable=CHROMIUM):
+    """Debian's Chromium, headless, through Playwright."""
+    if not Path(executable).exists():
+        raise PdfError(f"{executable} is missing: `make chromium` installs Debian's browser "
+                       "(or `apt-get install chromium` as root)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(executable), args=CHROMIUM_FLAGS, headless=True)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def wait_until_rendered(page):
+    """Math typeset, images decoded and web fonts loaded: what a reader sees once the page settles."""
+    page.wait_for_load_state("load")
+    page.evaluate("""async () => {
+        if (document.querySelector('.math')) {
+            while (!(window.MathJax && MathJax.startup && MathJax.startup.promise)) {
+                await new Promise(done => setTimeout(done, 50));
+            }
+            await MathJax.startup.promise;
+        }
+        await Promise.all(Array.from(document.images).map(img => img.decode().catch(() => null)));
+        await document.fonts.ready;
+    }""")
+
+
+def print_pdf(browser, url, framework, path):
+    """Print ``url`` with ``framework``'s code to ``path`` (written whole or not at all)."""
+    context = browser.new_context()
+    context.set_default_timeout(WAIT_MS)
+    foreign = []
+
+    def local_only(route):
+        if route.request.url.startswith(f"http://{LOCAL_HOST}:"):
+            route.continue_()
+        else:
+            foreign.append(route.request.url)
+            route.abort()
+
+    context.route("**/*", local_only)
+    try:
+        page = context.new_page()
+        page.goto(f"{url}?framework={framework}")
+        wait_until_rendered(page)
+        shown = page.evaluate("""() => Array.from(document.querySelectorAll(
+            '.sd-tab-set > input:checked + label[data-sync-group="framework"]')).map(l => l.dataset.syncId)""")
+        if set(shown) != {framework}:
+            raise PdfError(f"{url}?framework={framework} shows the tabs of {sorted(set(shown))}, "
+                           f"not only {framework}: check book/_static/framework-picker.js")
+        if foreign:
+            raise PdfError(f"the print page asked other hosts for {foreign}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        try:
+            page.pdf(path=str(tmp), format="A4", margin=PAGE_MARGIN, print_background=True,
+                     display_header_footer=True, outline=True, tagged=True,
+                     header_template=HEADER.format(edition=f"{FRAMEWORK_INFO[framework].label} edition"),
+                     footer_template=FOOTER)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+    finally:
+        context.close()
+
+
+def print_book(print_dir=PRINT_DIR, out=PDF_DIR, frameworks=FRAMEWORKS):
+    """One PDF per framework from the single-page book in ``print_dir``; returns the paths."""
+    started = time.monotonic()
+    index = Path(print_dir) / "index.html"
+    if not index.is_file():
+        raise PdfError(f"{index} is missing: the single-page book is built by "
+                       "`python -m d2l_tools book pdf` (or `make pdf`)")
+    paths = []
+    with serve(print_dir) as base_url, chromium() as browser:
+        for framework in frameworks:
+            path = Path(out) / f"{framework}.pdf"
+            print_pdf(browser, base_url + "index.html", framework, path)
+            paths.append(path)
+    sizes = ", ".join(f"{p.name} {p.stat().st_size / 1e6:.1f} MB" for p in paths)
+    print(f"pdf: {out}: {sizes} ({time.monotonic() - started:.1f} s)")
+    return paths
