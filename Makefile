@@ -21,7 +21,7 @@ PIP_FLAGS := --quiet --disable-pip-version-check
 D2L_WHEEL := .cache/d2l-1.0.3-py3-none-any.whl
 CHAPTER := $(wildcard chapter_mlp/*.ipynb) chapter_mlp/index.md
 
-.PHONY: help setup data lab notebooks split test book bench clean lock chromium
+.PHONY: help setup data lab notebooks split test book bench clean lock chromium gpu-check
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -93,6 +93,9 @@ build/html/.stamp: $(CHAPTER) $(wildcard chapter_mlp/img/*) build/notebooks/.sta
 
 test: setup data chromium ## run every check: unit tests, notebook structure, nbval x4, book + browser
 	$(PY) -m d2l_tools.testrun
+
+gpu-check: setup data split ## on a CUDA machine: the PyTorch and JAX training notebooks on the GPU
+	$(PY) -m d2l_tools gpu-check
 
 bench: setup data ## time the training loops against minimal loops; writes build/bench.md
 	$(PY) bench/bench.py

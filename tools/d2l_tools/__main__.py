@@ -14,6 +14,7 @@ COMMANDS = {
     "data": ("fetch", "fetch, inspect or verify the Fashion-MNIST cache"),
     "lock": ("lock", "re-resolve requirements/*.in into lock and conda files"),
     "test": ("testrun", "run every check and print one summary (make test)"),
+    "gpu-check": ("gpu_check", "run the PyTorch and JAX training notebooks on a CUDA GPU (make gpu-check)"),
 }
 
 
