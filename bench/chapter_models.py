@@ -15,6 +15,7 @@ Only the standard library reads the notebook (no nbformat): this also runs in .v
 """
 
 import ast
+import inspect
 import json
 import sys
 import types
@@ -102,3 +103,12 @@ def model_class(notebook, framework, class_name):
         raise LookupError(f"{notebook}.ipynb defines no class {class_name} under {framework} "
                           f"(it defines {', '.join(defined) or 'no class'})")
     return cls
+
+
+def accepted(cls, arguments):
+    """The items of ``arguments`` that ``cls(...)`` takes (a flax class's fields, another's ``__init__``).
+
+    The chapter's classes differ in what they ask for (``MLP`` has no ``num_inputs``).
+    """
+    parameters = inspect.signature(cls).parameters
+    return {name: value for name, value in arguments.items() if name in parameters}

@@ -18,7 +18,6 @@ the losses; test_frameworks.py imports ``build_model`` to train the same models 
 """
 
 import importlib
-import inspect
 import os
 import sys
 import tempfile
@@ -29,7 +28,7 @@ import numpy as np
 from d2l_shim import FRAMEWORK_INFO, FRAMEWORKS
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-from chapter_models import model_class  # noqa: E402 (bench/ is not a package)
+from chapter_models import accepted, model_class  # noqa: E402 (bench/ is not a package)
 
 # Model kind -> (notebook, class) of the chapter that defines it.
 MODELS = {"scratch": ("mlp-scratch", "MLPScratch"),
@@ -69,8 +68,7 @@ def build_model(framework, kind, weights, lr):
     if framework == "jax":
         return _jax_class(base, sizes, weights, lr)(lr=lr)
     set_weights = _SETTERS[framework]
-    accepted = inspect.signature(base.__init__).parameters
-    arguments = {name: value for name, value in sizes.items() if name in accepted}
+    arguments = accepted(base, sizes)
 
     class GivenWeights(base):
         def __init__(self, lr):
@@ -166,7 +164,7 @@ def _jax_class(base, sizes, w, lr):
                                {k: params[k] for k in given}, given)
         return {**variables, "params": {**params, **jax.tree_util.tree_map(jnp.asarray, given)}}
 
-    fields = {name: value for name, value in {**sizes, "lr": lr}.items() if name in base.__dataclass_fields__}
+    fields = accepted(base, {**sizes, "lr": lr})
     namespace = {"__annotations__": {name: type(value) for name, value in fields.items()},
                  **fields, "apply_init": apply_init, "__module__": base.__module__}
     return type(base)(f"GivenWeights{base.__name__}", (base,), namespace)

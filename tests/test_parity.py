@@ -1,10 +1,12 @@
 """The four tabs teach the same model: same weights + same minibatches = same losses.
 
-Every framework trains the scratch MLP and the concise MLP (784-256-10, ReLU) with
-``d2l.Trainer`` from one set of numpy weights on the same real Fashion-MNIST minibatches
-(tests/parity_worker.py, run in each framework's own environment). Their per-step losses
-must agree with each other and with a float64 numpy implementation of the same SGD steps
-(forward pass and gradients written out by hand below) to ATOL.
+Every framework trains the chapter's own MLPs (784-256-10, ReLU), the classes its notebooks
+define: mlp-scratch's ``MLPScratch`` (hand-written loss and SGD), mlp-concise's ``MLP``
+(framework layers, loss and optimizer) and mlp-concise's raw-parameter ``MLPScratch``. Each
+is trained with ``d2l.Trainer`` from one set of numpy weights on the same real Fashion-MNIST
+minibatches (tests/parity_worker.py, run in each framework's own environment). Their
+per-step losses must agree with each other and with a float64 numpy implementation of the
+same SGD steps (forward pass and gradients written out by hand below) to ATOL.
 """
 
 import itertools
@@ -14,7 +16,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import REPO, python_for
+from conftest import REPO, frameworks_checked, python_for
 from parity_worker import MODELS, WEIGHT_NAMES, initial_weights
 
 from d2l_shim import FRAMEWORKS
@@ -77,7 +79,7 @@ def losses(inputs):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "D2L_FIGURE_DIR": str(folder / "figures")}
     env.pop("D2L_TEST_FRAMEWORKS", None)
     running = {}
-    for framework in FRAMEWORKS:
+    for framework in frameworks_checked():
         command = [python_for(framework), str(WORKER), framework, ",".join(MODELS),
                    str(inputs["path"]), str(folder / f"{framework}.npz")]
         running[framework] = subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
@@ -112,7 +114,7 @@ def test_the_reference_run_learns_so_the_comparison_means_something(reference):
 
 
 @pytest.mark.parametrize("kind", MODELS)
-@pytest.mark.parametrize("framework", FRAMEWORKS)
+@pytest.mark.parametrize("framework", frameworks_checked())
 def test_each_framework_takes_the_reference_sgd_steps(losses, reference, framework, kind):
     got = losses[(framework, kind)]
     assert got.shape == reference.shape, f"{framework} {kind} ran {len(got)} steps, not {STEPS}"
