@@ -17,6 +17,12 @@ import pytest
 # Off-screen drawing before anything imports matplotlib.pyplot.
 os.environ.setdefault("MPLBACKEND", "Agg")
 
+# torch's CUDA build (what Python 3.12+ gets from the package index, requirements/torch.txt)
+# brings triton, and importing triton after tensorflow in one process crashes it (segfault).
+# These tests load both frameworks in one process, so triton goes first.
+if importlib.util.find_spec("triton") is not None:
+    import triton  # noqa: E402, F401
+
 from d2l_shim import FRAMEWORK_INFO, FRAMEWORKS  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
