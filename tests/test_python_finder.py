@@ -97,6 +97,17 @@ def test_finds_uv_managed_python(sandbox):
     assert result.stdout.strip() == str(newest)
 
 
+def test_asks_uv_python_find(sandbox, tmp_path):
+    bin_dir, env = sandbox
+    managed = fake_python(tmp_path / "uv-managed" / "bin" / "python3.11", "3.11")
+    uv = bin_dir / "uv"  # answers only `uv python find 3.11`, as uv does when it has one
+    uv.write_text(f'#!/bin/sh\n[ "$*" = "python find 3.11" ] && echo {managed} && exit 0\nexit 2\n')
+    uv.chmod(0o755)
+    result, _ = run_finder(env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(managed)
+
+
 def test_mxnet_python_wins_over_the_search(sandbox, tmp_path):
     bin_dir, env = sandbox
     fake_python(bin_dir / "python3.11", "3.11")
