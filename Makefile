@@ -21,13 +21,20 @@ PIP_FLAGS := --quiet --disable-pip-version-check
 D2L_WHEEL := .cache/d2l-1.0.3-py3-none-any.whl
 CHAPTER := $(wildcard chapter_mlp/*.ipynb) chapter_mlp/index.md
 
-.PHONY: help setup data lab notebooks split test book bench clean lock chromium gpu-check
+.PHONY: help setup kernels data lab notebooks split test book bench clean lock chromium gpu-check
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
+# FRAMEWORKS=jax,pytorch (any comma list; default all four) narrows `make setup`, `make test` and
+# `make notebooks` to those frameworks: without mxnet in it, no MXNet environment is made.
+FRAMEWORKS ?=
+NEEDS_MXNET := $(if $(FRAMEWORKS),$(findstring mxnet,$(FRAMEWORKS)),mxnet)
+ENVIRONMENTS := $(if $(NEEDS_MXNET),$(MXVENV)/.installed) $(VENV)/.installed
+KERNEL_FRAMEWORKS := pytorch,tensorflow,jax$(if $(NEEDS_MXNET),$(comma)mxnet)
+
 # The MXNet environment comes first: without a Python 3.11/3.10, setup stops before the long .venv install.
-setup: $(MXVENV)/.installed $(VENV)/.installed $(VENV)/.kernels $(D2L_WHEEL) ## create both environments and the four Jupyter kernels
+setup: $(ENVIRONMENTS) kernels $(D2L_WHEEL) ## create the environments and Jupyter kernels (both, or those FRAMEWORKS= needs)
 
 MAIN_PYTHON_CHECK := import sys; sys.exit(None if sys.version_info >= (3, 11) else "error: .venv needs Python 3.11 or newer, and PYTHON=$(PYTHON) is %d.%d; run make with PYTHON=python3.12, for example" % sys.version_info[:2])
 
@@ -50,9 +57,8 @@ $(MXVENV)/.installed: requirements/mxnet.lock pyproject.toml tools/find_python.p
 	$(MXPY) -m pip install $(PIP_FLAGS) --no-deps -e .
 	touch $@
 
-$(VENV)/.kernels: $(VENV)/.installed $(MXVENV)/.installed tools/d2l_tools/kernels.py
-	$(PY) -m d2l_tools.kernels install --mxnet-python $(MXPY)
-	touch $@
+kernels: $(ENVIRONMENTS) ## register the d2l Jupyter kernels inside .venv (cheap: a few small files)
+	$(PY) -m d2l_tools kernels install --frameworks $(KERNEL_FRAMEWORKS) --mxnet-python $(MXPY) --quiet
 
 $(D2L_WHEEL): $(VENV)/.installed
 	$(PY) -m pip download $(PIP_FLAGS) --no-deps d2l==1.0.3 -d .cache
@@ -91,8 +97,8 @@ build/html/.stamp: $(CHAPTER) $(wildcard chapter_mlp/img/*) build/notebooks/.sta
 	$(PY) -m d2l_tools.book build
 	touch $@
 
-test: setup data chromium ## run every check: unit tests, notebook structure, nbval x4, book + browser
-	$(PY) -m d2l_tools.testrun
+test: setup data chromium ## run every check (FRAMEWORKS=jax,... for some frameworks; the others are listed as not run)
+	$(PY) -m d2l_tools test $(if $(FRAMEWORKS),--frameworks $(FRAMEWORKS))
 
 gpu-check: setup data split ## on a CUDA machine: the PyTorch and JAX training notebooks on the GPU
 	$(PY) -m d2l_tools gpu-check

@@ -47,6 +47,21 @@ def frameworks_under_test():
     return [fw for fw in FRAMEWORKS if fw in names]
 
 
+def frameworks_checked():
+    """Frameworks this test run checks at all (``make test FRAMEWORKS=...``; default all four).
+
+    Tests that reach into another framework's environment (parity, API parity, kernels) stay
+    within these, so a run for one framework needs no environment of the others.
+    """
+    configured = os.environ.get("D2L_FRAMEWORKS", "")
+    names = [name.strip() for name in configured.split(",") if name.strip()]
+    unknown = [name for name in names if name not in FRAMEWORKS]
+    if unknown:
+        raise pytest.UsageError(f"D2L_FRAMEWORKS={configured!r} names {unknown}; "
+                                f"use a comma list of {', '.join(FRAMEWORKS)}")
+    return [fw for fw in FRAMEWORKS if fw in names] or list(FRAMEWORKS)
+
+
 def framework_params():
     """``pytest.param`` per framework this interpreter tests (the others run in their own environment)."""
     return [pytest.param(fw, id=fw) for fw in frameworks_under_test()]

@@ -19,7 +19,6 @@ import pytest
 from conftest import REPO, frameworks_checked, python_for
 from parity_worker import MODELS, WEIGHT_NAMES, initial_weights
 
-from d2l_shim import FRAMEWORKS
 
 STEPS, BATCH_SIZE, LR = 40, 64, 0.1
 ATOL = 1e-4

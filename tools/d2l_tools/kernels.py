@@ -18,6 +18,7 @@ import json
 import sys
 from pathlib import Path
 
+from d2l_tools.envs import ENVIRONMENTS
 from d2l_tools.files import write_atomic
 from d2l_shim import FRAMEWORK_INFO, FRAMEWORKS
 
@@ -70,21 +71,23 @@ def with_default_kernel(config):
     return config
 
 
-def install(prefix, pythons):
+def install(prefix, pythons, quiet=False):
     kernels_dir = Path(prefix) / "share" / "jupyter" / "kernels"
     for framework, python in pythons.items():
         if not Path(python).exists():
             sys.exit(f"error: no Python at {python} for the {framework} kernel; run `make setup` first")
         target = kernels_dir / kernel_name(framework) / "kernel.json"
         write_json_atomic(target, kernel_spec(framework, Path(python).absolute()))
-        print(f"installed kernel {kernel_name(framework)!r} -> {target}")
+        if not quiet:
+            print(f"installed kernel {kernel_name(framework)!r} -> {target}")
     config = server_config_path(prefix)
     try:
         existing = json.loads(config.read_text(encoding="utf-8")) if config.exists() else {}
     except ValueError as err:
         sys.exit(f"error: {config} is not valid JSON ({err}); fix or delete it and run again")
     write_json_atomic(config, with_default_kernel(existing))
-    print(f"default kernel {DEFAULT_KERNEL!r} -> {config}")
+    if not quiet:
+        print(f"default kernel {DEFAULT_KERNEL!r} -> {config}")
 
 
 def main(argv=None):
@@ -93,11 +96,17 @@ def main(argv=None):
     inst = sub.add_parser("install", help="write the four kernelspecs")
     inst.add_argument("--prefix", default=sys.prefix, help="environment that Jupyter runs from (default: this one)")
     inst.add_argument("--python", default=sys.executable, help="interpreter for pytorch/tensorflow/jax kernels")
-    inst.add_argument("--mxnet-python", default=".venv-mxnet/bin/python", help="interpreter for the mxnet kernel")
+    inst.add_argument("--mxnet-python", default=str(ENVIRONMENTS["mxnet"].python),
+                      help="interpreter for the mxnet kernel")
+    inst.add_argument("--frameworks", default=",".join(FRAMEWORKS), help="comma list (default: all four)")
+    inst.add_argument("--quiet", action="store_true", help="print nothing when all went well")
     args = parser.parse_args(argv)
-    pythons = {fw: args.python for fw in FRAMEWORKS}
-    pythons["mxnet"] = args.mxnet_python
-    install(args.prefix, pythons)
+    chosen = [fw.strip() for fw in args.frameworks.split(",") if fw.strip()]
+    unknown = [fw for fw in chosen if fw not in FRAMEWORKS]
+    if unknown:
+        parser.error(f"unknown framework(s) {', '.join(unknown)}: use a comma list of {', '.join(FRAMEWORKS)}")
+    pythons = {fw: (args.mxnet_python if fw == "mxnet" else args.python) for fw in FRAMEWORKS if fw in chosen}
+    install(args.prefix, pythons, quiet=args.quiet)
 
 
 if __name__ == "__main__":
