@@ -21,7 +21,7 @@ PIP_FLAGS := --quiet --disable-pip-version-check
 D2L_WHEEL := .cache/d2l-1.0.3-py3-none-any.whl
 CHAPTER := $(wildcard chapter_mlp/*.ipynb) chapter_mlp/index.md
 
-.PHONY: help setup kernels data lab notebooks split test book bench clean lock chromium gpu-check
+.PHONY: help setup kernels data lab notebooks split test book pdf axe bench clean lock chromium gpu-check
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -90,14 +90,35 @@ build/notebooks/.stamp: $(CHAPTER) tools/d2l_tools/notebooks.py $(VENV)/.install
 	$(PY) -m d2l_tools.notebooks split
 	touch $@
 
-book: build/html/.stamp ## build the HTML book into build/html/ (offline, warnings are errors)
+BOOK_INPUTS := $(CHAPTER) $(wildcard chapter_mlp/img/*) build/notebooks/.stamp $(wildcard book/* book/*/*) \
+               tools/d2l_tools/book.py tools/d2l_tools/notebooks.py
 
-build/html/.stamp: $(CHAPTER) $(wildcard chapter_mlp/img/*) build/notebooks/.stamp $(wildcard book/* book/*/*) \
-                   tools/d2l_tools/book.py tools/d2l_tools/notebooks.py
-	$(PY) -m d2l_tools.book build
+book: build/html/.stamp build/pdf/.stamp ## build the HTML book into build/html/ (offline, warnings are errors) and the PDFs
+	@echo "book: $$(du -sh build/html | cut -f1) in build/html; PDFs in build/pdf/"
+
+build/html/.stamp: $(BOOK_INPUTS)
+	$(PY) -m d2l_tools book build --no-pdf
 	touch $@
 
-test: setup data chromium ## run every check (FRAMEWORKS=jax,... for some frameworks; the others are listed as not run)
+# The PDFs are the book's pages printed by Chromium (tools/d2l_tools/pdf.py says why not LaTeX).
+pdf: build/pdf/.stamp ## one PDF per framework in build/pdf/<framework>.pdf
+
+build/pdf/.stamp: $(BOOK_INPUTS) tools/d2l_tools/pdf.py | chromium
+	$(PY) -m d2l_tools book pdf
+	touch $@
+
+# axe-core, the browser check's accessibility rules, from the npm registry at the version that
+# tools/browser-checks/package-lock.json pins; the test injects it into the pages (offline after this).
+AXE := tools/browser-checks/node_modules/axe-core/axe.min.js
+
+axe: $(AXE) ## install axe-core for the browser check (npm ci, once)
+
+$(AXE): tools/browser-checks/package.json tools/browser-checks/package-lock.json
+	@command -v npm >/dev/null || { echo "error: npm is missing: install Node.js with npm (Debian: apt-get install npm)" >&2; exit 1; }
+	npm ci --prefix tools/browser-checks --no-audit --no-fund --ignore-scripts
+	touch $@
+
+test: setup data chromium axe ## run every check (FRAMEWORKS=jax,... for some frameworks; the others are listed as not run)
 	$(PY) -m d2l_tools test $(if $(FRAMEWORKS),--frameworks $(FRAMEWORKS))
 
 gpu-check: setup data split ## on a CUDA machine: the PyTorch and JAX training notebooks on the GPU

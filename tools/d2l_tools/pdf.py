@@ -6,9 +6,9 @@ The book's own pages, printed by the headless Chromium that the browser test use
 ``singlehtml`` builder puts the whole chapter on one page (``build/print/``), which is opened
 once per framework with ``?framework=<name>`` and printed. The print style sheet
 (``book/_static/d2l-book.css``) leaves out the tab labels, the other frameworks' tabs, the
-framework bar and the side bars, and wraps long code lines instead of cutting them off.
-Chromium adds PDF bookmarks from the headings, page numbers in the footer and a tagged
-(accessible) PDF. Math is typeset by the book's MathJax and the figures are the pages' SVGs.
+framework bar and the side bars, and wraps long code lines instead of cutting them off. A
+contents list opens the PDF, every section is a bookmark (written with pypdf), the footer
+numbers the pages, and the PDF is tagged (accessible). Math is typeset by the book's MathJax and the figures are the pages' SVGs.
 
 Why Chromium and not Sphinx's LaTeX builder: the browser is already installed for the tests
 (the LaTeX route needs a TeX distribution from Debian, hundreds of megabytes, and an SVG
@@ -18,6 +18,7 @@ shows, math and figures included, in seconds.
 
 import functools
 import http.server
+import logging
 import os
 import threading
 import time
@@ -98,6 +99,78 @@ def wait_until_rendered(page):
     }""")
 
 
+# Run on the page before printing: open every dropdown (hidden code is printed too), give the
+# sections that share an id across pages (every "Summary") ids of their own, and list the whole
+# chapter's sections, with links, where the theme lists only the first page's. Returns the
+# listed headings, [{level, title, id}], for the PDF's bookmarks.
+PREPARE_PRINT = """() => {
+    document.querySelectorAll('details').forEach(details => { details.open = true; });
+    const article = document.querySelector('article.bd-article');
+    const seen = new Map();
+    for (const section of article.querySelectorAll('section[id]')) {
+        const count = (seen.get(section.id) || 0) + 1;
+        seen.set(section.id, count);
+        if (count > 1) section.id = `${section.id}-${count}`;
+    }
+    const headings = Array.from(article.querySelectorAll('h2, h3, h4, h5'))
+        .filter(h => h.parentElement.matches('section[id]'));
+    const top = Math.min(...headings.map(h => Number(h.tagName[1])));
+    const nav = document.createElement('nav');
+    nav.className = 'd2l-print-contents';
+    nav.setAttribute('aria-label', 'Contents');
+    const title = document.createElement('h2');
+    title.textContent = 'Contents';
+    const list = document.createElement('ul');
+    const listed = [];
+    for (const heading of headings) {
+        const text = heading.cloneNode(true);
+        text.querySelectorAll('.headerlink').forEach(el => el.remove());
+        const entry = {level: Number(heading.tagName[1]) - top, title: text.textContent.trim(),
+                       id: heading.parentElement.id};
+        listed.push(entry);
+        const link = document.createElement('a');
+        link.href = '#' + entry.id;
+        link.textContent = entry.title;
+        const item = document.createElement('li');
+        item.className = 'd2l-contents-level-' + entry.level;
+        item.append(link);
+        list.append(item);
+    }
+    nav.append(title, list);
+    const themeList = document.querySelector('#jb-print-toc');
+    if (themeList) themeList.replaceWith(nav); else article.prepend(nav);
+    return listed;
+}"""
+
+
+def add_bookmarks(path, headings):
+    """Bookmarks for ``headings`` ([{level, title, id}]), each opening the page of its section.
+
+    Chromium's own outline (page.pdf(outline=True)) joins a heading's wrapped lines without a
+    space and now and then repeats a title; this one uses the headings' text as written. The
+    contents list links every section, so each has a named destination in the PDF.
+    """
+    from pypdf import PdfReader, PdfWriter
+
+    # pypdf notes that Chromium's trailer undercounts the objects; harmless, and not the reader's concern.
+    logging.getLogger("pypdf").setLevel(logging.ERROR)
+    reader = PdfReader(path)
+    # Chromium writes the destinations as PDF names, which pypdf gives with their leading "/".
+    destinations = {name.lstrip("/"): dest for name, dest in reader.named_destinations.items()}
+    missing = [h["id"] for h in headings if h["id"] not in destinations]
+    if missing:
+        raise PdfError(f"{path}: no destination for the sections {missing}; the contents list links them")
+    writer = PdfWriter(clone_from=reader)
+    parents = []  # parents[level]: the last bookmark at that level
+    for heading in headings:
+        page = reader.get_destination_page_number(destinations[heading["id"]])
+        parent = parents[heading["level"] - 1] if 0 < heading["level"] <= len(parents) else None
+        item = writer.add_outline_item(heading["title"], page, parent=parent)
+        parents[heading["level"]:] = [item]
+    writer.page_mode = "/UseOutlines"  # viewers open with the bookmarks shown
+    writer.write(path)
+
+
 def print_pdf(browser, url, framework, path):
     """Print ``url`` with ``framework``'s code to ``path`` (written whole or not at all)."""
     context = browser.new_context()
@@ -121,15 +194,17 @@ def print_pdf(browser, url, framework, path):
         if set(shown) != {framework}:
             raise PdfError(f"{url}?framework={framework} shows the tabs of {sorted(set(shown))}, "
                            f"not only {framework}: check book/_static/framework-picker.js")
+        headings = page.evaluate(PREPARE_PRINT)
         if foreign:
             raise PdfError(f"the print page asked other hosts for {foreign}")
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp")
         try:
             page.pdf(path=str(tmp), format="A4", margin=PAGE_MARGIN, print_background=True,
-                     display_header_footer=True, outline=True, tagged=True,
+                     display_header_footer=True, tagged=True,
                      header_template=HEADER.format(edition=f"{FRAMEWORK_INFO[framework].label} edition"),
                      footer_template=FOOTER)
+            add_bookmarks(tmp, headings)
             os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)

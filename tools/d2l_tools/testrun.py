@@ -33,7 +33,7 @@ PYTEST = ["-m", "pytest", "-q", "--color=no", "-p", "no:cacheprovider"]
 MAIN_ENV_FRAMEWORKS = ENVIRONMENTS["main"].frameworks
 
 # Tests run by a stage of their own (they need the split notebooks, the built book, or MXNet).
-NOT_UNIT = ["tests/test_notebook_structure.py", "tests/test_browser.py", "tests/test_lab.py",
+NOT_UNIT = ["tests/test_notebook_structure.py", "tests/test_browser.py", "tests/test_pdf.py", "tests/test_lab.py",
             "tests/test_compare_notebooks.py"]
 MXNET_UNIT = ["tests/test_core.py", "tests/test_data.py", "tests/test_frameworks.py", "tests/test_imports.py"]
 # Notebook kernels run with one compute thread each (notebooks.ONE_THREAD_ENV), so the nbval
@@ -62,7 +62,7 @@ def stages(frameworks=FRAMEWORKS):
           [Stage("compare", [PY, *PYTEST, "tests/test_compare_notebooks.py"],
                  {"D2L_TEST_FRAMEWORKS": ",".join(main_env)}, MAIN_ENV_FRAMEWORKS)]
     yield [Stage("book", [[PY, "-m", "d2l_tools", "book", "build"]])]
-    yield [Stage("browser", [PY, *PYTEST, "tests/test_browser.py"])]
+    yield [Stage("browser", [PY, *PYTEST, "tests/test_browser.py", "tests/test_pdf.py"])]
     yield [Stage("lab", [PY, *PYTEST, "tests/test_lab.py"], {}, ("jax",))]
 
 
