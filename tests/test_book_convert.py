@@ -302,6 +302,9 @@ def test_fixture_book_builds_with_tabs_images_downloads_and_no_checks(fixture_bo
     assert book.external_assets(html_dir) == []
     assert (html_dir / "_static" / "mathjax" / "tex-chtml.js").is_file()
     assert "_static/mathjax/tex-chtml.js" in page
+    assert 'class="copybtn' not in page and "copybutton.js" in page  # buttons are added by the script
+    assert "fontawesome.js" not in page and not list(html_dir.rglob("*.map"))
+    assert book.tree_size(html_dir) < 6 * 2**20
 
 
 def test_rebuild_without_changes_rewrites_no_source(fixture_book, capsys):
@@ -322,3 +325,51 @@ def test_cli_reports_an_unpublishable_notebook_and_exits_1(tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"{chapter / 'mlp.ipynb'}: cell 3" in err and "ValueError: boom" in err
     assert not (tmp_path / "html").exists()
+
+
+def test_each_tab_panel_carries_its_framework_name_for_the_side_by_side_view():
+    [(_, items)] = tab_sets(book.convert_notebook(notebook(*framework_group()), "page").text)
+    for label, _, body in items:
+        assert body.lstrip("\n").startswith(f'<p class="d2l-panel-heading">{label}</p>\n')
+
+
+def test_ship_mathjax_copies_only_tex_input_chtml_output_and_fonts_and_drops_the_rest(tmp_path):
+    stale = tmp_path / "_static" / "mathjax" / "tex-svg-full.js"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("left by an older build")
+    count = book.ship_mathjax(tmp_path)
+    shipped = sorted(p.relative_to(tmp_path / "_static" / "mathjax").as_posix()
+                     for p in (tmp_path / "_static" / "mathjax").rglob("*") if p.is_file())
+    assert len(shipped) == count and "tex-chtml.js" in shipped
+    source = book.mathjax_source()
+    assert all((tmp_path / "_static" / "mathjax" / rel).read_bytes() == (source / rel).read_bytes() for rel in shipped)
+    assert any(rel.startswith("output/chtml/fonts/woff-v2/") and rel.endswith(".woff") for rel in shipped)
+    assert any(rel.startswith("input/tex/extensions/") for rel in shipped)
+    assert not stale.exists()
+    assert not [rel for rel in shipped if rel.startswith(("sre/", "a11y/", "output/svg")) or "mml" in rel]
+    assert book.tree_size(tmp_path) < book.tree_size(source) / 5
+
+
+def test_prune_static_drops_source_maps_and_catalogues_only(tmp_path):
+    static = tmp_path / "_static"
+    files = ["scripts/theme.js", "scripts/theme.js.map", "styles/theme.css", "styles/theme.css.map",
+             "locales/de/LC_MESSAGES/sphinx.mo", "mathjax/tex-chtml.js"]
+    for rel in files:
+        (static / rel).parent.mkdir(parents=True, exist_ok=True)
+        (static / rel).write_text(rel)
+    assert book.prune_static(tmp_path) == 3
+    left = sorted(p.relative_to(static).as_posix() for p in static.rglob("*"))
+    assert left == ["mathjax", "mathjax/tex-chtml.js", "scripts", "scripts/theme.js", "styles", "styles/theme.css"]
+
+
+def test_drop_icon_script_takes_the_tag_out_of_every_page_and_the_file(tmp_path):
+    tag = '<script defer src="../_static/scripts/fontawesome.js?digest=abc"></script>\n'
+    page = tmp_path / "chapter" / "page.html"
+    page.parent.mkdir()
+    page.write_text(f"<head>\n  {tag}  <script src=\"../_static/other.js\"></script>\n</head>\n")
+    (tmp_path / "plain.html").write_text("<head></head>\n")
+    (tmp_path / "_static" / "scripts").mkdir(parents=True)
+    (tmp_path / "_static" / "scripts" / "fontawesome.js").write_text("icons")
+    assert book.drop_icon_script(tmp_path) == 1
+    assert page.read_text() == '<head>\n  <script src="../_static/other.js"></script>\n</head>\n'
+    assert not (tmp_path / "_static" / "scripts" / "fontawesome.js").exists()
