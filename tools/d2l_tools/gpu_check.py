@@ -20,7 +20,7 @@ from pathlib import Path
 
 import nbformat
 
-from d2l_tools import notebooks
+from d2l_tools import parse_frameworks
 from d2l_tools.envs import environment_of
 from d2l_tools.kernels import kernel_name
 
@@ -96,10 +96,10 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=None, help="train fewer epochs (default: the notebooks')")
     parser.add_argument("--allow-cpu", action="store_true", help="run on the CPU when there is no GPU")
     args = parser.parse_args(argv)
-    frameworks = [fw.strip() for fw in args.frameworks.split(",") if fw.strip()]
-    unknown = [fw for fw in frameworks if fw not in GPU_FRAMEWORKS]
-    if unknown:
-        parser.error(f"gpu-check covers {', '.join(GPU_FRAMEWORKS)}, not {', '.join(unknown)}")
+    try:
+        frameworks = parse_frameworks(args.frameworks, allowed=GPU_FRAMEWORKS)
+    except ValueError as err:
+        parser.error(f"gpu-check covers {', '.join(GPU_FRAMEWORKS)}: {err}")
     try:
         for fw in frameworks:
             gpu = find_gpu(fw)

@@ -18,6 +18,7 @@ import json
 import sys
 from pathlib import Path
 
+from d2l_tools import parse_frameworks
 from d2l_tools.envs import ENVIRONMENTS
 from d2l_tools.files import write_atomic
 from d2l_shim import FRAMEWORK_INFO, FRAMEWORKS
@@ -101,10 +102,10 @@ def main(argv=None):
     inst.add_argument("--frameworks", default=",".join(FRAMEWORKS), help="comma list (default: all four)")
     inst.add_argument("--quiet", action="store_true", help="print nothing when all went well")
     args = parser.parse_args(argv)
-    chosen = [fw.strip() for fw in args.frameworks.split(",") if fw.strip()]
-    unknown = [fw for fw in chosen if fw not in FRAMEWORKS]
-    if unknown:
-        parser.error(f"unknown framework(s) {', '.join(unknown)}: use a comma list of {', '.join(FRAMEWORKS)}")
+    try:
+        chosen = parse_frameworks(args.frameworks)
+    except ValueError as err:
+        parser.error(str(err))
     pythons = {fw: (args.mxnet_python if fw == "mxnet" else args.python) for fw in FRAMEWORKS if fw in chosen}
     install(args.prefix, pythons, quiet=args.quiet)
 

@@ -22,7 +22,6 @@ conda file's Python. Needs the package index; nothing else in the project does.
 
 import argparse
 import importlib.util
-import os
 import re
 import shutil
 import subprocess
@@ -34,31 +33,10 @@ from pathlib import Path
 from packaging.markers import Marker
 from packaging.requirements import Requirement
 
+from d2l_tools.envs import ENVIRONMENTS, REQUIREMENTS
+from d2l_tools.files import write_atomic
+
 REPO = Path(__file__).resolve().parents[2]
-REQUIREMENTS = REPO / "requirements"
-
-
-@dataclass(frozen=True)
-class Environment:
-    name: str
-    venv: str
-    pythons: tuple  # the Python versions the lock must install on, oldest first
-    conda_file: str
-    apart: str | None = None  # a requirements file installed by itself, without hashes
-
-    @property
-    def in_file(self):
-        return REQUIREMENTS / f"{self.name}.in"
-
-    @property
-    def lock_file(self):
-        return REQUIREMENTS / f"{self.name}.lock"
-
-
-ENVIRONMENTS = {
-    "main": Environment("main", ".venv", ("3.11", "3.12", "3.13"), "environment.yml", apart="torch.txt"),
-    "mxnet": Environment("mxnet", ".venv-mxnet", ("3.10", "3.11"), "environment-mxnet.yml"),
-}
 RESOLUTION = ["--universal", "--fork-strategy", "fewest", "--generate-hashes"]  # the module docstring says why
 
 
@@ -135,17 +113,6 @@ def environment_pins(env, python):
     if env.apart:
         pins.update(read_pins(REQUIREMENTS / env.apart, python))
     return pins
-
-
-def write_atomic(path, text):
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def lock_header(env):

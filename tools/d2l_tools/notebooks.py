@@ -36,6 +36,7 @@ import nbformat
 
 from d2l_shim import FRAMEWORKS
 from d2l_shim.tab import MARKER, TabMarkerError, is_tab_line, parse_tab_line
+import d2l_tools
 from d2l_tools import chapter
 from d2l_tools.files import write_atomic
 from d2l_tools.compare import Policy, PolicyError, compare_outputs
@@ -121,11 +122,10 @@ def kernelspec(framework):
 
 
 def parse_frameworks(text):
-    names = [name.strip().lower() for name in text.split(",") if name.strip()]
-    unknown = [name for name in names if name not in FRAMEWORKS]
-    if unknown or not names:
-        raise NotebookError(f"--frameworks {text!r}: use a comma list of {', '.join(FRAMEWORKS)}")
-    return [fw for fw in FRAMEWORKS if fw in names]
+    try:
+        return list(d2l_tools.parse_frameworks(text))
+    except ValueError as err:
+        raise NotebookError(f"--frameworks {text!r}: {err}") from None
 
 
 # ---------------------------------------------------------------------------------------------

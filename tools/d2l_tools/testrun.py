@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from d2l_shim import FRAMEWORKS
-from d2l_tools import notebooks
+from d2l_tools import notebooks, parse_frameworks
 from d2l_tools.envs import ENVIRONMENTS
 from d2l_tools.nbval_plugin import COMPARE_PROPERTY
 from d2l_tools.procs import Results, junit_results, stream
@@ -101,15 +101,6 @@ def compare_note(results):
             f"tolerances), ignored: {counts['ignored']}")
 
 
-def parse_frameworks(text):
-    names = [name.strip().lower() for name in (text or "").split(",") if name.strip()]
-    unknown = [name for name in names if name not in FRAMEWORKS]
-    if unknown:
-        raise SystemExit(f"error: unknown framework(s) {', '.join(unknown)}: use a comma list of "
-                         f"{', '.join(FRAMEWORKS)}")
-    return tuple(fw for fw in FRAMEWORKS if fw in names) or FRAMEWORKS
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m d2l_tools test", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -118,7 +109,10 @@ def main(argv=None):
     parser.add_argument("--only", nargs="+", metavar="STAGE", help="run only these stages")
     parser.add_argument("--list", action="store_true", help="list the stages and exit")
     args = parser.parse_args(argv)
-    frameworks = parse_frameworks(args.frameworks)
+    try:
+        frameworks = parse_frameworks(args.frameworks)
+    except ValueError as err:
+        parser.error(str(err))
     groups = [[s for s in group if not s.frameworks or set(s.frameworks) & set(frameworks)]
               for group in stages(frameworks)]
     names = [stage.name for group in groups for stage in group]
