@@ -127,3 +127,15 @@ def test_the_installed_torchs_own_dependencies_are_locked():
         version = locked.get(normalise(requirement.name))
         assert version, f"torch needs {requirement}, which requirements/main.in does not lock"
         assert requirement.specifier.contains(version), f"torch needs {requirement}, main.lock has {version}"
+
+
+@pytest.mark.parametrize("lock", sorted(REQUIREMENTS.glob("*.lock")), ids=lambda path: path.name)
+def test_every_hash_belongs_to_a_requirement(lock):
+    # A --hash line cut off from its requirement (a comment wedged into a continued entry) is
+    # ignored by pip, which then sees fewer hashes, may pick a source build and fail.
+    continued, orphans = False, []
+    for number, line in enumerate(lock.read_text().splitlines(), start=1):
+        if line.strip().startswith("--hash") and not continued:
+            orphans.append(number)
+        continued = line.rstrip().endswith("\\")
+    assert not orphans, f"{lock.name}: --hash lines with no requirement at lines {orphans}: run `make lock`"
