@@ -69,6 +69,7 @@ class Session:
         self.page = self.context.new_page()
         self.page_errors = []
         self.page.on("pageerror", lambda error: self.page_errors.append(str(error)))
+        self.page.on("console", self._console)
 
     def _route(self, route):
         self.requests.append(route.request.url)
@@ -76,6 +77,11 @@ class Session:
             route.continue_()
         else:
             route.abort()  # recorded above; the assertion names it
+
+    def _console(self, message):
+        # Errors a script logs without throwing; failed requests are reported by _finished.
+        if message.type == "error" and not message.text.startswith("Failed to load resource"):
+            self.page_errors.append(f"console: {message.text}")
 
     def _failed(self, request):
         # ERR_ABORTED: the browser dropped the request itself, e.g. a favicon when the test
