@@ -54,7 +54,7 @@ html_theme_options = {
 }
 html_context = {
     "d2l_frameworks": [(name, FRAMEWORK_INFO[name].label) for name in FRAMEWORKS],
-}
     # Light or dark as the reader's system says until they pick one (unset, the theme's script
     # logs "invalid theme mode" on every page).
     "default_mode": "auto",
+}
