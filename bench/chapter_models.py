@@ -17,6 +17,7 @@ Only the standard library reads the notebook (no nbformat): this also runs in .v
 import ast
 import inspect
 import json
+import linecache
 import sys
 import types
 from pathlib import Path
@@ -79,13 +80,16 @@ def chapter_code(notebook, framework):
     if key not in _loaded:
         name = f"chapter_mlp.{notebook.replace('-', '_')}.{framework}"
         module = types.ModuleType(name, f"Definitions of {path.name} under {framework}")
-        module.__file__ = str(path)
         sys.modules[name] = module
         try:
             for index, source in framework_cells(path, framework):
                 filename = f"{path.name}, cell {index}"
                 tree = definitions(source, filename)
                 if tree is not None:
+                    # The cell's text where inspect looks for source (as IPython does for a
+                    # cell): tracebacks show its lines, and TensorFlow's AutoGraph can convert
+                    # its functions instead of warning that it cannot read them.
+                    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
                     exec(compile(tree, filename, "exec"), module.__dict__)
         except BaseException:
             del sys.modules[name]  # no half-loaded module for the next caller

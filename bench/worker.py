@@ -3,15 +3,23 @@
     python bench/worker.py FRAMEWORK [--epochs N]
 
 Run with the interpreter that has the framework (``.venv-mxnet/bin/python`` for mxnet).
-For each chapter model (``scratch``, ``concise``) it runs ``d2l.Trainer.fit`` for
-``--epochs`` + 1 epochs (the first is the warm-up); after every shim epoch it runs one epoch
-of the minimal loop (``bench/loops_<framework>.py``), so the two sides take turns on a
-machine whose load changes. Shim epoch = ``fit_epoch`` + ``report_epoch`` (the epoch
-summary converts the plotted values, so asynchronous frameworks have finished by then).
+Each chapter model (``scratch``: mlp-scratch's ``MLPScratch``; ``concise``: mlp-concise's
+``MLP``; both built from the notebooks' own cells by ``chapter_models``) is trained three
+ways, taking turns epoch by epoch on a machine whose load changes:
+
+* ``shim``: ``d2l.Trainer.fit`` for ``--epochs`` + 1 epochs (the first is the warm-up);
+  its epoch is ``fit_epoch`` + ``report_epoch`` (the summary converts the plotted values,
+  so asynchronous frameworks have finished by then);
+* ``fair``: the minimal loop of ``bench/loops_<framework>.py`` with the same per-epoch
+  reshuffle and gather as real training;
+* ``minimal``: the same loop over batches cut once, in order (no shuffle, no gather).
+
+After every shim epoch one epoch of each minimal loop runs.
 """
 
 import argparse
 import contextlib
+import cProfile
 import importlib
 import io
 import json
@@ -22,13 +30,20 @@ import sys
 import tempfile
 import time
 
+import numpy as np
+from chapter_models import accepted, model_class
+
 from d2l_shim import FRAMEWORK_INFO, FRAMEWORKS
 
 FRAMEWORK_MODULE = {fw.name: fw.package for fw in FRAMEWORK_INFO.values()}
 SHIM_MODULE = {fw.name: f"d2l_shim.{fw.module}" for fw in FRAMEWORK_INFO.values()}
-MODELS = ("scratch", "concise")
+# Model name -> (notebook, class) of the chapter.
+MODELS = {"scratch": ("mlp-scratch", "MLPScratch"), "concise": ("mlp-concise", "MLP")}
 # The chapter's setting.
 BATCH_SIZE, LR, NUM_HIDDENS = 256, 0.1, 256
+HYPERPARAMETERS = {"num_inputs": 784, "num_outputs": 10, "num_hiddens": NUM_HIDDENS, "lr": LR}
+# The minimal loops, in the order they run after each shim epoch: side -> shuffled?
+MINIMAL_SIDES = {"fair": True, "minimal": False}
 # (m, k, n) -> repetitions: the chapter's first layer on a minibatch, and a larger square.
 MATMUL_SHAPES = {(BATCH_SIZE, 784, NUM_HIDDENS): 50, (1024, 1024, 1024): 10}
 
@@ -62,9 +77,16 @@ def matmul_gflops(loops):
     """
     rates = []
     for (m, k, n), reps in MATMUL_SHAPES.items():
-        loops.matmul_seconds(m, k, n)  # warm-up: allocation, thread pools, kernel choice
-        rates.append(2 * m * k * n / min(loops.matmul_seconds(m, k, n) for _ in range(reps)) / 1e9)
+        multiply = loops.matmul(m, k, n)
+        multiply()  # warm-up: allocation, thread pools, kernel choice
+        rates.append(2 * m * k * n / min(seconds(multiply) for _ in range(reps)) / 1e9)
     return max(rates)
+
+
+def seconds(call):
+    start = time.perf_counter()
+    call()
+    return time.perf_counter() - start
 
 
 def timed_trainer_class(d2l):
@@ -93,34 +115,63 @@ def last_metrics(printed):
     return metrics
 
 
-def run_model(loops, d2l, data, arrays, name, epochs):
-    """Time the shim and the minimal loop on one model, taking turns epoch by epoch.
+def chapter_model(framework, name):
+    """A fresh instance of the chapter's model ``name``, with the chapter's hyperparameters."""
+    notebook, class_name = MODELS[name]
+    cls = model_class(notebook, framework, class_name)
+    return cls(**accepted(cls, HYPERPARAMETERS))
 
-    ``Trainer.fit`` runs ``epochs + 1`` epochs and the minimal loop runs one epoch after
+
+def top_of_profile(profiler, top):
+    """The ``top`` entries of a cProfile run by own time, as text."""
+    import pstats
+
+    text = io.StringIO()
+    pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(top)
+    return text.getvalue()
+
+
+def run_model(loops, d2l, data, arrays, framework, name, epochs, profile_top=0):
+    """Time the shim and the minimal loops on one model, taking turns epoch by epoch.
+
+    ``Trainer.fit`` runs ``epochs + 1`` epochs and each minimal loop runs one epoch after
     each of them. The first epoch of each side is its warm-up (lazy layers, tracing and
     compilation, thread pools): reported on its own, left out of the median.
     """
-    minimal = loops.Minimal(name, arrays, BATCH_SIZE, LR, NUM_HIDDENS)
-    minimal_seconds, minimal_metrics = [], {}
+    minimal = {side: loops.Minimal(chapter_model(framework, name), arrays, BATCH_SIZE, shuffle,
+                                   np.random.default_rng(index))
+               for index, (side, shuffle) in enumerate(MINIMAL_SIDES.items())}
+    seconds, metrics = {side: [] for side in ("shim", *minimal)}, {}
+    # With profile_top, the shim's epochs run under cProfile (which slows Python-heavy code:
+    # its shares, not its seconds, are what to read); the minimal loops run outside it.
+    profiler = cProfile.Profile() if profile_top else None
 
-    def minimal_epoch():
-        start = time.perf_counter()
-        minimal_metrics.update(minimal.epoch())
-        minimal_seconds.append(time.perf_counter() - start)
+    def minimal_epochs():
+        if profiler:
+            profiler.disable()
+        for side, loop in minimal.items():
+            start = time.perf_counter()
+            metrics[side] = loop.epoch()
+            seconds[side].append(time.perf_counter() - start)
+        if profiler:
+            profiler.enable()
 
     trainer = timed_trainer_class(d2l)(max_epochs=epochs + 1)
-    trainer.epoch_seconds, trainer.between_epochs = [], minimal_epoch
+    trainer.epoch_seconds, trainer.between_epochs = seconds["shim"], minimal_epochs
     printed = io.StringIO()
+    model = chapter_model(framework, name)
     with contextlib.redirect_stdout(printed):
-        trainer.fit(loops.shim_model(name, LR, NUM_HIDDENS), data)
-    return {
-        "shim_epoch_s": trainer.epoch_seconds[1:],
-        "minimal_epoch_s": minimal_seconds[1:],
-        "shim_first_epoch_s": trainer.epoch_seconds[0],
-        "minimal_first_epoch_s": minimal_seconds[0],
-        "shim_metrics": last_metrics(printed.getvalue()),
-        "minimal_metrics": minimal_metrics,
-    }
+        if profiler:
+            profiler.runcall(trainer.fit, model, data)
+        else:
+            trainer.fit(model, data)
+    metrics["shim"] = last_metrics(printed.getvalue())
+    if profiler:
+        print(f"===== profile of {framework} {name}, d2l_shim side =====\n{top_of_profile(profiler, profile_top)}",
+              file=sys.stderr)
+    return {"epoch_s": {side: times[1:] for side, times in seconds.items()},
+            "first_epoch_s": {side: times[0] for side, times in seconds.items()},
+            "metrics": metrics}
 
 
 def load_arrays(channels_last):
@@ -144,7 +195,9 @@ def main(argv=None):
     parser.add_argument("framework", choices=FRAMEWORKS)
     parser.add_argument("--epochs", type=int, default=10, help="timed epochs per model and side")
     parser.add_argument("--import-rounds", type=int, default=3, help="fresh interpreters per import")
-    parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
+    parser.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS))
+    parser.add_argument("--profile", type=int, default=0, metavar="N",
+                        help="profile the d2l_shim side; print its N costliest functions to stderr")
     args = parser.parse_args(argv)
     if args.epochs < 1:
         parser.error("--epochs must be at least 1")
@@ -162,7 +215,7 @@ def main(argv=None):
         data = d2l.FashionMNIST(batch_size=BATCH_SIZE)
     arrays = load_arrays(data.channels_last)
     matmul_before = matmul_gflops(loops)
-    models = {name: run_model(loops, d2l, data, arrays, name, args.epochs) for name in args.models}
+    models = {name: run_model(loops, d2l, data, arrays, args.framework, name, args.epochs, args.profile) for name in args.models}
     result = {
         "framework": args.framework,
         "versions": loops.versions(),

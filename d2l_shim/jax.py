@@ -178,6 +178,7 @@ class DataModule(training.DataModule):
     to_tensor = staticmethod(jnp.asarray)
     channels_last = True  # images are (height, width, channels), as flax's layers expect
     label_dtype = np.int32
+    gathers_in_step = True  # a jitted call costs more than its gather: one call per minibatch
 
 
 class FashionMNIST(training.FashionMNIST, DataModule):
@@ -221,14 +222,15 @@ class Trainer(training.Trainer):
         """``Classifier.training_step`` (less its plot) and the update, in one jitted call."""
         model = self.model
 
-        @jax.jit
         def step(state, batch):
             (loss, _), grads = jax.value_and_grad(model.loss, has_aux=True)(
                 state.params, batch[:-1], batch[-1], state)
             return self._apply(state, grads), loss
 
+        compiled = self._compiled(step)
+
         def run(batch):
-            self.state, loss = step(self.state, batch)
+            self.state, loss = compiled(batch)
             return loss
         return run
 
@@ -236,11 +238,20 @@ class Trainer(training.Trainer):
         """What ``Classifier.validation_step`` plots, in one jitted call (XLA shares the forward pass)."""
         model = self.model
 
-        @jax.jit
         def step(state, batch):
             loss, _ = model.loss(state.params, batch[:-1], batch[-1], state)
             return loss, model.accuracy(state.params, batch[:-1], batch[-1], state)
-        return lambda batch: step(self.state, batch)
+        return self._compiled(step)
+
+    def _compiled(self, step):
+        """``step(state, batch)`` jitted, for the current state; a batch's gather goes inside the call."""
+        on_batch = jax.jit(step)
+        # The barrier keeps XLA from fusing the gather into each consumer of the batch (the
+        # forward and the backward pass): the rows are gathered once, into a buffer.
+        on_rows = jax.jit(lambda state, tensors, indices:
+                          step(state, jax.lax.optimization_barrier(_take(tensors, indices))))
+        return training.gathered_or_not(lambda batch: on_batch(self.state, batch),
+                                        lambda tensors, indices: on_rows(self.state, tensors, indices))
 
     def train_step(self, batch):
         _, grads = self.model.training_step(self.state.params, batch, self.state)

@@ -114,7 +114,7 @@ class SGD(HyperParameters):
 
 
 def _take(tensors, indices):
-    indices = tf.constant(indices)
+    indices = tf.convert_to_tensor(indices)  # numpy indices, or a tensor inside a graph
     return tuple(tf.gather(t, indices) for t in tensors)
 
 
@@ -123,6 +123,7 @@ class DataModule(training.DataModule):
     to_tensor = staticmethod(tf.constant)
     channels_last = True  # images are (height, width, channels), as Keras layers expect
     label_dtype = np.int32
+    gathers_in_step = True  # eager gathers cost more than in a graph: one call per minibatch
 
 
 class FashionMNIST(training.FashionMNIST, DataModule):
@@ -130,6 +131,13 @@ class FashionMNIST(training.FashionMNIST, DataModule):
 
 # ---------------------------------------------------------------------------------------
 # trainer
+
+
+def _compiled(step):
+    """``step(batch)`` as graphs for every batch (each given as one tuple: a graph is traced
+    once per structure); a batch's gather goes inside the graph."""
+    return training.gathered_or_not(tf.function(step),
+                                    tf.function(lambda tensors, indices: step(_take(tensors, indices))))
 
 
 class Trainer(training.Trainer):
@@ -144,20 +152,17 @@ class Trainer(training.Trainer):
     devices = _devices
     compiles_steps_of = Classifier
 
-    def prepare_batch(self, batch):
-        return tuple(batch)  # a tf.function traces once per structure: keep it one tuple
-
     def compile_train_step(self):
         """``Module.training_step`` (less its plot) and the update, as one graph."""
         if self.model.run_eagerly:
             return None
-        return tf.function(partial(self._update, loss_of=partial(training.batch_loss, self.model)))
+        return _compiled(partial(self._update, loss_of=partial(training.batch_loss, self.model)))
 
     def compile_val_step(self):
         """What ``Classifier.validation_step`` plots, computed in one graph."""
         if self.model.run_eagerly:
             return None
-        return tf.function(partial(training.batch_loss_and_accuracy, self.model))
+        return _compiled(partial(training.batch_loss_and_accuracy, self.model))
 
     def train_step(self, batch):
         self._update(batch, self.model.training_step)

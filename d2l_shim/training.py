@@ -12,6 +12,7 @@ sections in the same order: tensor aliases, devices, models, optimizer, data, tr
 
 import contextlib
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -238,8 +239,12 @@ class DataModule(HyperParameters):
       array) from each of ``tensors``, one call per batch;
     * ``to_tensor(array)``: a numpy array as its tensor;
     * ``channels_last``: whether images are (height, width, channels), else (channels, ...);
-    * ``label_dtype``: the numpy dtype of integer class labels its losses expect.
+    * ``label_dtype``: the numpy dtype of integer class labels its losses expect;
+    * ``gathers_in_step``: whether its compiled steps gather a minibatch's rows themselves
+      (the loader then hands out ``IndexedBatch``es that gather only when read).
     """
+
+    gathers_in_step = False
 
     def __init__(self, root=None, num_workers=0):
         self.save_hyperparameters()
@@ -257,7 +262,7 @@ class DataModule(HyperParameters):
         """Minibatches of in-memory ``tensors`` (shuffled when ``train``), one gather per batch."""
         tensors = tuple(t[indices] for t in tensors)
         return IndexBatchLoader(tensors, self.batch_size, train, take=self.take_batch,
-                                rng=getattr(self, "rng", None))
+                                rng=getattr(self, "rng", None), deferred=self.gathers_in_step)
 
 
 class IndexBatches:
@@ -281,12 +286,14 @@ class IndexBatchLoader:
 
     ``take(tensors, indices)`` is the framework's gather of the rows ``indices`` (an int64
     numpy array) from each of ``tensors``; one call per batch, so the indices are converted
-    to the framework once per batch, not once per tensor.
+    to the framework once per batch, not once per tensor. With ``deferred`` each batch is an
+    ``IndexedBatch``, gathered when first read or inside a compiled step.
     """
 
-    def __init__(self, tensors, batch_size, shuffle, take, rng=None):
+    def __init__(self, tensors, batch_size, shuffle, take, rng=None, deferred=False):
         self.tensors = tuple(tensors)
         self.take = take
+        self.deferred = deferred
         self.batches = IndexBatches(len(self.tensors[0]), batch_size, shuffle, rng)
 
     def __len__(self):
@@ -294,7 +301,53 @@ class IndexBatchLoader:
 
     def __iter__(self):
         for indices in self.batches:
-            yield self.take(self.tensors, indices)
+            if self.deferred:
+                yield IndexedBatch(self.tensors, indices, self.take)
+            else:
+                yield self.take(self.tensors, indices)
+
+
+class IndexedBatch(Sequence):
+    """One minibatch, the rows ``indices`` of ``tensors``, gathered when first read.
+
+    It reads like the tuple of gathered tensors (``X, y = batch``, ``batch[:-1]``). A compiled
+    step can instead take ``tensors`` and ``indices`` and gather inside the compiled call
+    (``gathered_or_not``): one call per minibatch instead of a gather call and a step call,
+    which is what a step costs in TensorFlow and JAX on a CPU.
+    """
+
+    __slots__ = ("tensors", "indices", "_take", "_rows")
+
+    def __init__(self, tensors, indices, take):
+        self.tensors, self.indices, self._take, self._rows = tensors, indices, take, None
+
+    @property
+    def is_gathered(self):
+        return self._rows is not None
+
+    def rows(self):
+        if self._rows is None:
+            self._rows = tuple(self._take(self.tensors, self.indices))
+        return self._rows
+
+    def __len__(self):
+        return len(self.tensors)
+
+    def __getitem__(self, index):
+        return self.rows()[index]
+
+    def __iter__(self):
+        return iter(self.rows())
+
+
+def gathered_or_not(step, gather_and_step):
+    """One compiled step for every batch: ``gather_and_step(tensors, indices)`` for an
+    ``IndexedBatch`` nobody has read yet, else ``step(batch)`` on the batch's tensors."""
+    def run(batch):
+        if isinstance(batch, IndexedBatch) and not batch.is_gathered:
+            return gather_and_step(batch.tensors, batch.indices)
+        return step(tuple(batch))
+    return run
 
 
 class FashionMNIST(DataModule):
