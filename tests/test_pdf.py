@@ -14,12 +14,11 @@ import nbformat
 import pytest
 
 from d2l_shim import FRAMEWORK_INFO, FRAMEWORKS
-from d2l_shim.tab import is_tab_line
 from d2l_tools import chapter
+from d2l_tools.notebooks import cell_body, cell_tab
 
 REPO = Path(__file__).resolve().parents[1]
 PDF_DIR = REPO / "build" / "pdf"
-SPLIT_DIR = REPO / "build" / "notebooks"
 SCREENSHOTS = REPO / "build" / "screenshots"
 HIDDEN_TAGS = {"remove-cell", "remove-input"}
 
@@ -34,17 +33,16 @@ def squeeze(text):
 
 
 def code_lines(framework):
-    """Every line a reader of ``framework``'s notebooks sees in a code cell."""
+    """Every line a reader of ``framework`` sees in a code cell of the chapter."""
     lines = []
     for notebook in chapter.notebooks():
-        path = SPLIT_DIR / framework / notebook.parent.name / notebook.name
-        if not path.is_file():
-            pytest.fail(f"{path} is missing: run `make split`")
-        for cell in nbformat.read(path, as_version=4).cells:
+        for cell in nbformat.read(notebook, as_version=4).cells:
             if cell.cell_type != "code" or HIDDEN_TAGS & set(cell.metadata.get("tags", [])):
                 continue
-            lines += [line for line in cell.source.splitlines()
-                      if line.strip() and not line.lstrip().startswith("%") and not is_tab_line(line)]
+            tab = cell_tab(cell)
+            if tab.shared or framework in tab.frameworks:
+                lines += [line for line in cell_body(cell).splitlines()
+                          if line.strip() and not line.lstrip().startswith("%")]
     return lines
 
 
@@ -108,3 +106,14 @@ def test_a_page_with_code_renders(pdf):
     tmp = path.with_name(f".{path.name}.tmp.png")
     image.save(tmp)
     tmp.replace(path)
+
+
+def test_printing_without_chromium_or_the_print_page_says_what_to_run(tmp_path):
+    from d2l_tools import pdf
+
+    with pytest.raises(pdf.PdfError, match=r"make chromium"):
+        with pdf.chromium(tmp_path / "no-browser"):
+            pass
+    with pytest.raises(pdf.PdfError, match=r"index.html is missing.*make pdf"):
+        pdf.print_book(tmp_path / "print", tmp_path / "pdf")
+    assert not (tmp_path / "pdf").exists()
