@@ -478,4 +478,7 @@ def test_built_book(browser):
     missing = [str(path.relative_to(REPO)) for path in [html_dir / "index.html"] + expected if not path.exists()]
     if missing:
         pytest.fail(f"the built book lacks {', '.join(missing)}: run `make book` first")
+    # what `du -s` counts (whole blocks), under the 12 MB the book may weigh
+    disk = sum(path.stat().st_blocks * 512 for path in html_dir.rglob("*"))
+    assert disk < 12_000_000, f"build/html takes {disk / 1e6:.1f} MB on disk, more than 12 MB"
     check_book(browser, html_dir, pages, code_cell_sources(notebooks[0]), screenshots=REPO / "build" / "screenshots")
