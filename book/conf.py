@@ -20,7 +20,12 @@ extensions = [
     "myst_parser",
     "sphinx_design",
     "sphinx_copybutton",
+    "sphinxcontrib.bibtex",
 ]
+
+# Citations: the notebooks cite as [Author, Year](#key) and end with a References cell;
+# d2l_tools.citations turns these into footnote citations and a reference list on each page.
+bibtex_bibfiles = ["references.bib"]
 
 # MathJax 3 is served from _static/mathjax: d2l_tools.book copies in the parts the pages
 # use (the TeX input, the CommonHTML output and its fonts) after sphinx-build.
@@ -58,3 +63,9 @@ html_context = {
     # logs "invalid theme mode" on every page).
     "default_mode": "auto",
 }
+
+
+def setup(app):
+    from d2l_tools.citations import setup_sphinx
+
+    setup_sphinx(app)
