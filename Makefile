@@ -121,7 +121,7 @@ $(AXE): tools/browser-checks/package.json tools/browser-checks/package-lock.json
 test: setup data chromium axe ## run every check (FRAMEWORKS=jax,... for some frameworks; the others are listed as not run)
 	$(PY) -m d2l_tools test $(if $(FRAMEWORKS),--frameworks $(FRAMEWORKS))
 
-gpu-check: setup data split ## on a CUDA machine: the PyTorch and JAX training notebooks on the GPU
+gpu-check: setup data ## on a CUDA machine: the PyTorch and JAX training notebooks on the GPU
 	$(PY) -m d2l_tools gpu-check
 
 bench: setup data ## time the training loops against minimal loops; writes build/bench.md

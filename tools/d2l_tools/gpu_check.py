@@ -3,7 +3,7 @@
     python -m d2l_tools gpu-check [--frameworks pytorch,jax] [--epochs N] [--allow-cpu]
 
 For PyTorch and JAX (the two frameworks whose CUDA builds install from the package index),
-executes the split ``mlp-scratch`` and ``mlp-concise`` notebooks under the framework's
+executes ``mlp-scratch`` and ``mlp-concise`` (that framework's cells) under the framework's
 kernel with every ``d2l.Trainer(...)`` given ``num_gpus=1``, then prints, per notebook, the
 device that held the model's parameters and the validation accuracy the notebook printed.
 Fails with a clear message when the machine has no CUDA device or the installed builds
@@ -16,17 +16,15 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import nbformat
 
-from d2l_tools import parse_frameworks
+from d2l_tools import chapter, notebooks, parse_frameworks
 from d2l_tools.envs import environment_of
 from d2l_tools.kernels import kernel_name
 
 GPU_FRAMEWORKS = ("pytorch", "jax")
 NOTEBOOKS = ("mlp-scratch", "mlp-concise")
-SPLIT = Path(__file__).resolve().parents[2] / "build" / "notebooks"
 # Asks the framework, in its own environment, which accelerator it sees.
 PROBES = {
     "pytorch": "import torch; print(torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')",
@@ -75,10 +73,8 @@ def on_gpu(nb, framework, epochs=None):
 def run(framework, name, epochs=None):
     from nbclient import NotebookClient
 
-    path = SPLIT / framework / "chapter_mlp" / f"{name}.ipynb"
-    if not path.exists():
-        raise GpuCheckError(f"{path} is missing: run `make split` first")
-    nb = on_gpu(nbformat.read(str(path), as_version=4), framework, epochs)
+    path = chapter.CHAPTER / f"{name}.ipynb"
+    nb = on_gpu(notebooks.split_notebook(notebooks.read_notebook(path), framework), framework, epochs)
     env = {**os.environ, "D2L_PROGRESS": "static", "SOURCE_DATE_EPOCH": "0"}
     NotebookClient(nb, kernel_name=kernel_name(framework), timeout=1800,
                    resources={"metadata": {"path": str(path.parent)}}).execute(env=env)
@@ -109,7 +105,7 @@ def main(argv=None):
             for name in NOTEBOOKS:
                 device, accuracy = run(fw, name, args.epochs)
                 print(f"  {name}: parameters on {device}; validation accuracy {', '.join(accuracy)}", flush=True)
-    except GpuCheckError as err:
+    except (GpuCheckError, notebooks.NotebookError) as err:
         print(f"gpu-check: error: {err}", file=sys.stderr)
         return 1
     return 0
