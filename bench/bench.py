@@ -7,8 +7,9 @@ For each framework a worker (``bench/worker.py``, run with the interpreter that 
 framework) trains the chapter's scratch and concise MLPs (784-256-10, batch 256, lr 0.1; the
 notebooks' own classes) through ``d2l.Trainer.fit`` and through two hand-written loops, a
 fair one (the same per-epoch reshuffle and gather) and one over pre-batched tensors, epoch
-by epoch in turn, and times imports. The kernels' settings are measured, and once more each
-setting in ``VARIANTS`` (TensorFlow with oneDNN on, MXNet with two OpenMP threads). This
+by epoch in turn, and times imports. Every framework runs with the notebooks' settings (the
+kernels' environment, one compute thread), and once more with each setting in ``VARIANTS``
+(TensorFlow with oneDNN on, MXNet with two OpenMP threads). This
 script adds the compute floor (FLOPs per epoch over the measured float32 matmul rate) and
 the wall time of every split notebook under every kernel, prints one markdown report and
 writes it to ``build/bench.md``.
@@ -33,6 +34,7 @@ from d2l_shim import FRAMEWORKS  # noqa: E402 (after the path set-up, for a fres
 from d2l_tools import chapter  # noqa: E402
 from d2l_tools.files import write_atomic  # noqa: E402
 from d2l_tools.kernels import QUIET_ENV, kernel_name  # noqa: E402
+from d2l_tools.notebooks import ONE_THREAD_ENV  # noqa: E402
 
 PYTHON = {fw: REPO / (".venv-mxnet" if fw == "mxnet" else ".venv") / "bin" / "python" for fw in FRAMEWORKS}
 SPLIT_DIR = REPO / "build" / "notebooks"
@@ -47,8 +49,6 @@ VARIANTS = {
     "mxnet": [("mxnet, 2 OpenMP threads", {"OMP_NUM_THREADS": "2", "MXNET_CPU_WORKER_NTHREADS": "2"})],
     "tensorflow": [("tensorflow, oneDNN on", {"TF_ENABLE_ONEDNN_OPTS": "1"})],
 }
-# The kernels' MXNet setting made explicit, so that the two rows differ in one thing.
-BASE_ENV = {"mxnet": {"OMP_NUM_THREADS": "1", "MXNET_CPU_WORKER_NTHREADS": "1"}}
 NOTEBOOK_TIMEOUT_S = 1800
 
 
@@ -72,9 +72,10 @@ def run_worker(framework, epochs, settings=None, import_rounds=3):
     python = PYTHON[framework]
     if not python.exists():
         return {"error": f"{python} does not exist: run `make setup`"}
-    # The kernels' environment (TensorFlow's oneDNN setting included), so that timings match
-    # the notebooks; a static board and an off-screen matplotlib backend.
-    env = {**os.environ, **QUIET_ENV, **BASE_ENV.get(framework, {}), **(settings or {}),
+    # The kernels' environment (TensorFlow's oneDNN setting included) and one compute thread,
+    # as the notebooks run under `make notebooks` and `make test`, so that timings match them
+    # whatever the caller's shell sets; a static board and an off-screen matplotlib backend.
+    env = {**os.environ, **QUIET_ENV, **ONE_THREAD_ENV, **(settings or {}),
            "D2L_PROGRESS": "static", "MPLBACKEND": "Agg"}
     command = [str(python), str(REPO / "bench" / "worker.py"), framework, "--epochs", str(epochs),
                "--import-rounds", str(import_rounds)]
@@ -268,6 +269,7 @@ def main(argv=None):
     parser.add_argument("--frameworks", default=",".join(FRAMEWORKS),
                         help="comma list (default: " + ",".join(FRAMEWORKS) + ")")
     parser.add_argument("--no-notebooks", action="store_true", help="skip the notebook wall times")
+    parser.add_argument("--import-rounds", type=int, default=3, help="fresh interpreters per import time (0: none)")
     parser.add_argument("--no-variants", action="store_true",
                         help="measure the kernels' settings only, not the VARIANTS beside them")
     parser.add_argument("--output", type=Path, default=OUTPUT, help=f"default {OUTPUT.relative_to(REPO)}")
@@ -295,7 +297,8 @@ def main(argv=None):
             log(f"{label}: {args.epochs} epochs x 2 models x (d2l_shim, fair minimal, pre-batched minimal)"
                 + ("" if settings else ", plus imports"))
             # Import times once per framework: a variant's settings do not change them.
-            results[label] = run_worker(framework, args.epochs, settings, import_rounds=0 if settings else 3)
+            results[label] = run_worker(framework, args.epochs, settings,
+                                        import_rounds=0 if settings else args.import_rounds)
             if "error" in results[label]:
                 log(f"{label}: {results[label]['error']}")
     notebooks = {} if args.no_notebooks else time_notebooks(frameworks)

@@ -1,6 +1,6 @@
 """Measure one framework for bench.py and print the results as one JSON object on stdout.
 
-    python bench/worker.py FRAMEWORK [--epochs N]
+    python bench/worker.py FRAMEWORK [--epochs N] [--models scratch concise] [--profile N]
 
 Run with the interpreter that has the framework (``.venv-mxnet/bin/python`` for mxnet).
 Each chapter model (``scratch``: mlp-scratch's ``MLPScratch``; ``concise``: mlp-concise's
@@ -215,7 +215,8 @@ def main(argv=None):
         data = d2l.FashionMNIST(batch_size=BATCH_SIZE)
     arrays = load_arrays(data.channels_last)
     matmul_before = matmul_gflops(loops)
-    models = {name: run_model(loops, d2l, data, arrays, args.framework, name, args.epochs, args.profile) for name in args.models}
+    models = {name: run_model(loops, d2l, data, arrays, args.framework, name, args.epochs, args.profile)
+              for name in args.models}
     result = {
         "framework": args.framework,
         "versions": loops.versions(),
