@@ -235,7 +235,8 @@ def report(results, notebooks, frameworks, epochs, started, load_before, load_af
         "covers and one epoch of each minimal loop follows each of its epochs; the first epoch of each "
         "side (lazy layers, tracing, compilation) is the warm-up, shown as *1st epoch* and left out of "
         "the median. The model is the chapter's own class on every side (read from the notebook's "
-        "cells), with its own loss and optimizer.",
+        "cells), with its own loss and optimizer. Every run has one compute thread per framework, as "
+        "the notebooks under `make notebooks` and `make test`, unless its label says otherwise.",
         "",
         "- **d2l_shim** epoch = `fit_epoch` + `report_epoch` with a static board: 235 minibatches of 256 "
         "gathered from the in-memory tensors in a fresh shuffle, forward, loss, backward, SGD update, "
