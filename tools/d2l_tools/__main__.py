@@ -12,6 +12,7 @@ COMMANDS = {
     "kernels": ("kernels", "register the four d2l Jupyter kernels"),
     "lab": ("lab", "write the reader's per-framework folders under lab/ and start JupyterLab (make lab)"),
     "data": ("fetch", "fetch, inspect or verify the Fashion-MNIST cache"),
+    "citations": ("citations", "check the notebooks' citations and section links; --write renews References"),
     "lock": ("lock", "re-resolve requirements/*.in into lock and conda files"),
     "test": ("testrun", "run every check and print one summary (make test)"),
     "gpu-check": ("gpu_check", "run the PyTorch and JAX training notebooks on a CUDA GPU (make gpu-check)"),
