@@ -799,3 +799,41 @@ def test_other_magics_still_work_and_unloading_removes_the_marker(shell, capsys)
     assert not result.success and "ran" not in shell.user_ns  # %%tab is unknown again
     shell.run_line_magic("load_ext", "d2l_shim.tab")
 
+
+
+def test_indexed_batch_reads_like_the_gathered_tuple_and_gathers_once():
+    import numpy as np
+
+    from d2l_shim.training import IndexedBatch
+
+    X, y = np.arange(20).reshape(10, 2), np.arange(10) * 10
+    gathers = []
+
+    def take(tensors, indices):
+        gathers.append(list(indices))
+        return [t[indices] for t in tensors]
+
+    batch = IndexedBatch((X, y), np.array([3, 1]), take)
+    assert not batch.is_gathered and len(batch) == 2
+    features, labels = batch
+    assert features.tolist() == [[6, 7], [2, 3]] and labels.tolist() == [30, 10]
+    assert batch[:-1][0].tolist() == [[6, 7], [2, 3]] and batch.is_gathered
+    assert gathers == [[3, 1]]  # read three times, gathered once
+
+
+def test_gathered_or_not_gathers_inside_the_step_only_for_an_unread_batch():
+    import numpy as np
+
+    from d2l_shim.training import IndexedBatch, gathered_or_not
+
+    calls = []
+    run = gathered_or_not(lambda batch: calls.append(("step", len(batch))) or "stepped",
+                          lambda tensors, indices: calls.append(("gather_and_step", list(indices))) or "fused")
+    take = lambda tensors, indices: [t[indices] for t in tensors]  # noqa: E731
+    tensors = (np.zeros((4, 2)), np.zeros(4))
+    assert run(IndexedBatch(tensors, np.array([0, 2]), take)) == "fused"
+    read = IndexedBatch(tensors, np.array([1]), take)
+    read.rows()  # someone (a model's own step, a test) looked at it: the tensors are what count
+    assert run(read) == "stepped"
+    assert run((np.zeros((1, 2)), np.zeros(1))) == "stepped"  # a plain tuple from any loader
+    assert calls == [("gather_and_step", [0, 2]), ("step", 2), ("step", 2)]
