@@ -7,6 +7,7 @@ tabbed.ipynb, executed under all four kernels by the tool itself, has these cell
 The tests that start kernels use the installed d2l kernels and take a few seconds each.
 """
 
+import base64
 import copy
 import os
 import re
@@ -452,3 +453,21 @@ def test_check_wants_a_reason_for_every_loosened_comparison(tmp_path):
     nb.cells[2].metadata.d2l["compare"]["reason"] = "SGD amplifies rounding"
     nb.cells[3].metadata.d2l["compare"]["numbers"]["loss"] = 0.03
     assert problems_of(nb, tmp_path) == []
+
+
+def test_split_notebooks_carry_their_local_images(tmp_path):
+    src = tmp_path / "chapter_x"
+    (src / "img").mkdir(parents=True)
+    svg = '<svg xmlns="http://www.w3.org/2000/svg" width="4" height="4"/>'
+    (src / "img" / "net.svg").write_text(svg)
+    nb = load()
+    nb.cells[1].source = ("A picture: ![the network](img/net.svg), a web one: ![x](https://example.org/x.png),"
+                          " a missing one: ![y](img/gone.png).")
+    write(nb, src)
+    list_in_toc(src, "tabbed")
+    [path, *_] = tool.split_notebooks(tool.find_notebooks(src), tmp_path / "out", ["jax"])
+    cell = nbformat.read(str(path), as_version=4).cells[1]
+    assert cell.source == ("A picture: ![the network](attachment:net.svg), a web one: ![x](https://example.org/x.png),"
+                           " a missing one: ![y](img/gone.png).")
+    assert base64.b64decode(cell.attachments["net.svg"]["image/svg+xml"]).decode() == svg
+    assert list(cell.attachments) == ["net.svg"]

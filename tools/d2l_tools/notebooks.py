@@ -23,6 +23,7 @@ d2l_tools.compare).
 import argparse
 import ast
 import asyncio
+import base64
 import copy
 import hashlib
 import os
@@ -179,8 +180,33 @@ def find_notebooks(src, names=()):
 # Split
 
 
-def split_notebook(nb, framework):
-    """The plain notebook for one framework: its cells and the shared ones, no ``%%tab`` lines."""
+LOCAL_IMAGE = re.compile(r"!\[([^\]]*)\]\((?!attachment:|[a-z]+://|/)([^)\s]+)\)")
+IMAGE_TYPES = {".svg": "image/svg+xml", ".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
+
+
+def attach_images(cell, folder):
+    """Embed the local images a markdown cell shows (``![alt](img/x.svg)``) as cell attachments.
+
+    A split notebook travels alone (the book's downloads, a reader's copy); with its images
+    attached it shows them wherever it is opened.
+    """
+    def attach(match):
+        path = Path(folder) / match.group(2)
+        mime = IMAGE_TYPES.get(path.suffix.lower())
+        if mime is None or not path.is_file():
+            return match.group(0)
+        name = path.name
+        cell.setdefault("attachments", {})[name] = {mime: base64.b64encode(path.read_bytes()).decode("ascii")}
+        return f"![{match.group(1)}](attachment:{name})"
+
+    cell.source = LOCAL_IMAGE.sub(attach, cell.source)
+
+
+def split_notebook(nb, framework, folder=None):
+    """The plain notebook for one framework: its cells and the shared ones, no ``%%tab`` lines.
+
+    With ``folder`` (where the tabbed notebook lives), its local images are attached.
+    """
     split = copy.deepcopy(nb)
     cells = []
     count = 0
@@ -202,6 +228,8 @@ def split_notebook(nb, framework):
             d2l.pop("source_sha256", None)  # it hashed the tabbed source, not this one
             if "d2l" in cell.metadata and not d2l:
                 del cell.metadata["d2l"]
+        elif cell.cell_type == "markdown" and folder is not None:
+            attach_images(cell, folder)
         cells.append(cell)
     split.cells = cells
     split.metadata["kernelspec"] = kernelspec(framework)
@@ -217,7 +245,7 @@ def split_notebooks(paths, out, frameworks=FRAMEWORKS, prune=False):
     for path in paths:
         try:
             nb = read_notebook(path)
-            splits = {fw: split_notebook(nb, fw) for fw in frameworks}
+            splits = {fw: split_notebook(nb, fw, folder=path.parent) for fw in frameworks}
         except NotebookError as err:
             raise NotebookError(f"{path}: {err}") from None
         for fw, split in splits.items():
