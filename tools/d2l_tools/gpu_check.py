@@ -19,7 +19,7 @@ import sys
 
 import nbformat
 
-from d2l_tools import chapter, notebooks, parse_frameworks
+from d2l_tools import add_frameworks_option, chapter, notebooks
 from d2l_tools.envs import environment_of
 from d2l_tools.kernels import kernel_name
 
@@ -88,16 +88,12 @@ def run(framework, name, epochs=None):
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m d2l_tools gpu-check", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--frameworks", default=",".join(GPU_FRAMEWORKS))
+    add_frameworks_option(parser, allowed=GPU_FRAMEWORKS)
     parser.add_argument("--epochs", type=int, default=None, help="train fewer epochs (default: the notebooks')")
     parser.add_argument("--allow-cpu", action="store_true", help="run on the CPU when there is no GPU")
     args = parser.parse_args(argv)
     try:
-        frameworks = parse_frameworks(args.frameworks, allowed=GPU_FRAMEWORKS)
-    except ValueError as err:
-        parser.error(f"gpu-check covers {', '.join(GPU_FRAMEWORKS)}: {err}")
-    try:
-        for fw in frameworks:
+        for fw in args.frameworks:
             gpu = find_gpu(fw)
             if not gpu and not args.allow_cpu:
                 raise GpuCheckError(f"{fw}: no CUDA device is visible to the installed build; {HOW_TO}")

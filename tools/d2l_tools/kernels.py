@@ -18,7 +18,7 @@ import json
 import sys
 from pathlib import Path
 
-from d2l_tools import parse_frameworks
+from d2l_tools import add_frameworks_option
 from d2l_tools.envs import ENVIRONMENTS
 from d2l_tools.files import write_atomic
 from d2l_shim import FRAMEWORK_INFO, FRAMEWORKS
@@ -101,14 +101,10 @@ def main(argv=None):
     inst.add_argument("--python", default=sys.executable, help="interpreter for pytorch/tensorflow/jax kernels")
     inst.add_argument("--mxnet-python", default=str(ENVIRONMENTS["mxnet"].python),
                       help="interpreter for the mxnet kernel")
-    inst.add_argument("--frameworks", default=",".join(FRAMEWORKS), help="comma list (default: all four)")
+    add_frameworks_option(inst)
     inst.add_argument("--quiet", action="store_true", help="print nothing when all went well")
     args = parser.parse_args(argv)
-    try:
-        chosen = parse_frameworks(args.frameworks)
-    except ValueError as err:
-        parser.error(str(err))
-    pythons = {fw: (args.mxnet_python if fw == "mxnet" else args.python) for fw in FRAMEWORKS if fw in chosen}
+    pythons = {fw: (args.mxnet_python if fw == "mxnet" else args.python) for fw in args.frameworks}
     install(args.prefix, pythons, quiet=args.quiet)
 
 

@@ -122,13 +122,6 @@ def kernelspec(framework):
     return {"name": kernel_name(framework), "display_name": display_name(framework), "language": "python"}
 
 
-def parse_frameworks(text):
-    try:
-        return list(d2l_tools.parse_frameworks(text))
-    except ValueError as err:
-        raise NotebookError(f"--frameworks {text!r}: {err}") from None
-
-
 # ---------------------------------------------------------------------------------------------
 # Reading and writing
 
@@ -743,7 +736,7 @@ def main(argv=None):
         if out:
             p.add_argument("--out", default=DEFAULT_OUT, help=f"folder for split notebooks (default {DEFAULT_OUT})")
         if frameworks:
-            p.add_argument("--frameworks", default=",".join(FRAMEWORKS), help="comma list (default: all four)")
+            d2l_tools.add_frameworks_option(p)
         if jobs is not None:
             p.add_argument("--jobs", type=int, default=jobs, help=f"kernels at a time (default {jobs})")
             p.add_argument("--timeout", type=int, default=CELL_TIMEOUT, help="seconds per cell")
@@ -766,7 +759,7 @@ def main(argv=None):
         elif args.command == "execute":
             if args.jobs < 1:
                 raise NotebookError("--jobs must be at least 1")
-            execute_notebooks(find_notebooks(args.src, args.notebooks), parse_frameworks(args.frameworks),
+            execute_notebooks(find_notebooks(args.src, args.notebooks), args.frameworks,
                               args.jobs, args.timeout, args.force)
         elif args.command == "check":
             failed = False
@@ -780,9 +773,8 @@ def main(argv=None):
         elif args.command == "nbval":
             from d2l_tools import testrun  # it imports this module
 
-            frameworks = parse_frameworks(args.frameworks)
-            return testrun.main(["--frameworks", ",".join(frameworks),
-                                 "--only", "split", *(f"nbval-{fw}" for fw in frameworks)])
+            return testrun.main(["--frameworks", ",".join(args.frameworks),
+                                 "--only", "split", *(f"nbval-{fw}" for fw in args.frameworks)])
     except NotebookError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

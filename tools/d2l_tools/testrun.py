@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from d2l_shim import FRAMEWORKS
-from d2l_tools import notebooks, parse_frameworks
+from d2l_tools import add_frameworks_option, notebooks
 from d2l_tools.envs import ENVIRONMENTS
 from d2l_tools.nbval_plugin import COMPARE_PROPERTY
 from d2l_tools.procs import Results, junit_results, stream
@@ -104,15 +104,11 @@ def compare_note(results):
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m d2l_tools test", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--frameworks", default=os.environ.get("FRAMEWORKS", ""),
-                        help="comma list (default: all four, or $FRAMEWORKS)")
+    add_frameworks_option(parser, default=os.environ.get("FRAMEWORKS", ""))  # `make test FRAMEWORKS=...`
     parser.add_argument("--only", nargs="+", metavar="STAGE", help="run only these stages")
     parser.add_argument("--list", action="store_true", help="list the stages and exit")
     args = parser.parse_args(argv)
-    try:
-        frameworks = parse_frameworks(args.frameworks)
-    except ValueError as err:
-        parser.error(str(err))
+    frameworks = args.frameworks
     groups = [[s for s in group if not s.frameworks or set(s.frameworks) & set(frameworks)]
               for group in stages(frameworks)]
     names = [stage.name for group in groups for stage in group]
