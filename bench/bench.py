@@ -32,11 +32,12 @@ sys.path.insert(0, str(REPO))
 
 from d2l_shim import FRAMEWORKS  # noqa: E402 (after the path set-up, for a fresh clone)
 from d2l_tools import chapter  # noqa: E402
+from d2l_tools.envs import environment_of  # noqa: E402
 from d2l_tools.files import write_atomic  # noqa: E402
 from d2l_tools.kernels import QUIET_ENV, kernel_name  # noqa: E402
 from d2l_tools.notebooks import ONE_THREAD_ENV  # noqa: E402
 
-PYTHON = {fw: REPO / (".venv-mxnet" if fw == "mxnet" else ".venv") / "bin" / "python" for fw in FRAMEWORKS}
+PYTHON = {fw: environment_of(fw).python for fw in FRAMEWORKS}
 SPLIT_DIR = REPO / "build" / "notebooks"
 OUTPUT = REPO / "build" / "bench.md"
 # The chapter's network and data: 60,000 training images, 784-256-10.
@@ -192,15 +193,9 @@ def import_table(results):
     return rows
 
 
-def chapter_position(name):
-    """Sort key: the chapter's reading order (its table of contents), then any other notebook by name."""
-    order = [path.stem for path in chapter.notebooks()]
-    return (order.index(name), "") if name in order else (len(order), name)
-
-
 def notebook_table(times, frameworks):
     rows = ["| notebook | " + " | ".join(frameworks) + " |", "|---|" + "---:|" * len(frameworks)]
-    for name, per_framework in sorted(times.items(), key=lambda item: chapter_position(item[0])):
+    for name, per_framework in times.items():  # the chapter's order: split_notebooks follows its toctree
         cells = [per_framework.get(fw, "-") for fw in frameworks]
         rows.append(f"| {name} | " + " | ".join(f"{c:.1f}" if isinstance(c, float) else c for c in cells) + " |")
     return rows

@@ -29,6 +29,12 @@ CHAPTER = Path(__file__).resolve().parents[1] / "chapter_mlp"
 # Top-level statements that define something; the rest of a cell is not model code.
 DEFINITIONS = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 
+# Model kind -> (notebook, class) of the chapter that defines it; the bench times the first two,
+# the parity test trains all three.
+CHAPTER_MODELS = {"scratch": ("mlp-scratch", "MLPScratch"),
+                  "concise": ("mlp-concise", "MLP"),
+                  "concise-scratch": ("mlp-concise", "MLPScratch")}
+
 _loaded = {}
 
 

@@ -31,14 +31,13 @@ import tempfile
 import time
 
 import numpy as np
-from chapter_models import accepted, model_class
+from chapter_models import CHAPTER_MODELS, accepted, model_class
 
 from d2l_shim import FRAMEWORK_INFO, FRAMEWORKS
 
 FRAMEWORK_MODULE = {fw.name: fw.package for fw in FRAMEWORK_INFO.values()}
 SHIM_MODULE = {fw.name: f"d2l_shim.{fw.module}" for fw in FRAMEWORK_INFO.values()}
-# Model name -> (notebook, class) of the chapter.
-MODELS = {"scratch": ("mlp-scratch", "MLPScratch"), "concise": ("mlp-concise", "MLP")}
+MODELS = {name: CHAPTER_MODELS[name] for name in ("scratch", "concise")}  # what the bench times
 # The chapter's setting.
 BATCH_SIZE, LR, NUM_HIDDENS = 256, 0.1, 256
 HYPERPARAMETERS = {"num_inputs": 784, "num_outputs": 10, "num_hiddens": NUM_HIDDENS, "lr": LR}
@@ -176,8 +175,6 @@ def run_model(loops, d2l, data, arrays, framework, name, epochs, profile_top=0):
 
 def load_arrays(channels_last):
     """Fashion-MNIST as numpy: float32 images in [0, 1] with a channel axis, int labels."""
-    import numpy as np
-
     from d2l_shim import data as d2l_data
 
     raw = d2l_data.load_fashion_mnist()

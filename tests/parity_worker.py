@@ -28,12 +28,9 @@ import numpy as np
 from d2l_shim import FRAMEWORK_INFO, FRAMEWORKS
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-from chapter_models import accepted, model_class  # noqa: E402 (bench/ is not a package)
+from chapter_models import CHAPTER_MODELS, accepted, model_class  # noqa: E402 (bench/ is not a package)
 
-# Model kind -> (notebook, class) of the chapter that defines it.
-MODELS = {"scratch": ("mlp-scratch", "MLPScratch"),
-          "concise": ("mlp-concise", "MLP"),
-          "concise-scratch": ("mlp-concise", "MLPScratch")}
+MODELS = CHAPTER_MODELS
 WEIGHT_NAMES = ("W1", "b1", "W2", "b2")
 SHIM_MODULES = {fw.name: f"d2l_shim.{fw.module}" for fw in FRAMEWORK_INFO.values()}
 
@@ -60,7 +57,6 @@ def build_model(framework, kind, weights, lr):
     if missing:
         raise ValueError(f"weights lack {', '.join(missing)}; give {', '.join(WEIGHT_NAMES)}")
     weights = {name: np.ascontiguousarray(weights[name], dtype=np.float32) for name in WEIGHT_NAMES}
-    importlib.import_module(SHIM_MODULES[framework])
     notebook, class_name = MODELS[kind]
     base = model_class(notebook, framework, class_name)
     (num_inputs, num_hiddens), num_outputs = weights["W1"].shape, weights["W2"].shape[1]
@@ -173,26 +169,14 @@ def _jax_class(base, sizes, w, lr):
 _SETTERS = {"pytorch": _set_torch, "mxnet": _set_mxnet, "tensorflow": _set_tensorflow}
 
 
-def _to_tensor(framework, array):
-    if framework == "pytorch":
-        import torch
-        return torch.from_numpy(np.ascontiguousarray(array))
-    if framework == "mxnet":
-        from mxnet import np as mxnp
-        return mxnp.array(array, dtype=array.dtype)
-    if framework == "tensorflow":
-        import tensorflow as tf
-        return tf.constant(array)
-    from jax import numpy as jnp
-    return jnp.asarray(array)
 def train_steps(framework, kind, weights, X, y, batch_size, lr):
     """Per-step training losses of one epoch of ``d2l.Trainer`` over (X, y) in order."""
     from d2l_shim.plotting import to_numpy
 
     d2l = importlib.import_module(SHIM_MODULES[framework])
     model = build_model(framework, kind, weights, lr)
-    tensors = (_to_tensor(framework, np.asarray(X, dtype=np.float32)),
-               _to_tensor(framework, np.asarray(y).astype(d2l.FashionMNIST.label_dtype)))
+    tensors = (d2l.DataModule.to_tensor(np.asarray(X, dtype=np.float32)),
+               d2l.DataModule.to_tensor(np.asarray(y).astype(d2l.DataModule.label_dtype)))
 
     class InOrder(d2l.DataModule):
         def __init__(self):

