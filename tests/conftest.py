@@ -34,17 +34,22 @@ SHIM_MODULES = {fw.name: f"d2l_shim.{fw.module}" for fw in FRAMEWORK_INFO.values
 VENV_OF = {"pytorch": ".venv", "mxnet": ".venv-mxnet", "tensorflow": ".venv", "jax": ".venv"}
 
 
-def frameworks_under_test():
-    """Frameworks this interpreter must test, in the canonical order."""
-    configured = os.environ.get("D2L_TEST_FRAMEWORKS")
-    if configured is None:
-        return [fw for fw in FRAMEWORKS if importlib.util.find_spec(PACKAGES[fw]) is not None]
+def _listed(variable):
+    """The frameworks named by the comma list in ``$variable``, in the canonical order."""
+    configured = os.environ.get(variable, "")
     names = [name.strip() for name in configured.split(",") if name.strip()]
     unknown = [name for name in names if name not in FRAMEWORKS]
     if unknown:
-        raise pytest.UsageError(f"D2L_TEST_FRAMEWORKS={configured!r} names {unknown}; "
+        raise pytest.UsageError(f"{variable}={configured!r} names {unknown}; "
                                 f"use a comma list of {', '.join(FRAMEWORKS)}")
     return [fw for fw in FRAMEWORKS if fw in names]
+
+
+def frameworks_under_test():
+    """Frameworks this interpreter must test, in the canonical order."""
+    if os.environ.get("D2L_TEST_FRAMEWORKS") is None:
+        return [fw for fw in FRAMEWORKS if importlib.util.find_spec(PACKAGES[fw]) is not None]
+    return _listed("D2L_TEST_FRAMEWORKS")
 
 
 def frameworks_checked():
@@ -53,13 +58,7 @@ def frameworks_checked():
     Tests that reach into another framework's environment (parity, API parity, kernels) stay
     within these, so a run for one framework needs no environment of the others.
     """
-    configured = os.environ.get("D2L_FRAMEWORKS", "")
-    names = [name.strip() for name in configured.split(",") if name.strip()]
-    unknown = [name for name in names if name not in FRAMEWORKS]
-    if unknown:
-        raise pytest.UsageError(f"D2L_FRAMEWORKS={configured!r} names {unknown}; "
-                                f"use a comma list of {', '.join(FRAMEWORKS)}")
-    return [fw for fw in FRAMEWORKS if fw in names] or list(FRAMEWORKS)
+    return _listed("D2L_FRAMEWORKS") or list(FRAMEWORKS)
 
 
 def framework_params():

@@ -15,7 +15,6 @@ import json
 import os
 import shutil
 import subprocess
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import nbformat
@@ -25,6 +24,7 @@ from jupyter_client.kernelspec import KernelSpecManager
 
 from d2l_tools import notebooks
 from d2l_tools.kernels import kernel_name
+from d2l_tools.procs import junit_results
 
 REPO = Path(__file__).resolve().parent.parent
 SPLIT = REPO / "build" / "notebooks"
@@ -85,16 +85,8 @@ def run_nbval(tmp_path, nb, framework, name, env=None):
     result = subprocess.run(command, cwd=tmp_path, env=run_env, capture_output=True, text=True, timeout=1200)
     if not xml.exists():
         pytest.fail(f"nbval wrote no results (exit {result.returncode}):\n{result.stdout[-3000:]}{result.stderr[-3000:]}")
-    failures, passed = {}, 0
-    for case in ET.parse(xml).getroot().iter("testcase"):
-        failure = case.find("failure")
-        if failure is None:
-            failure = case.find("error")
-        if failure is None:
-            passed += 1
-        else:
-            failures[case.get("name")] = (failure.get("message") or "") + "\n" + (failure.text or "")
-    return passed, failures
+    results = junit_results(xml)
+    return results.passed, results.messages
 
 
 # ---------------------------------------------------------------------------------------------

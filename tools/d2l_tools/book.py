@@ -31,6 +31,7 @@ from pathlib import Path
 
 from d2l_shim import FRAMEWORK_INFO, FRAMEWORKS
 from d2l_shim.tab import TabMarkerError
+from d2l_tools import add_frameworks_option
 from d2l_tools.files import write_atomic
 from d2l_tools.chapter import ChapterError, notebooks as chapter_notebooks
 from d2l_tools.notebooks import NotebookError, cell_body, cell_tab, describe, read_notebook, source_sha256
@@ -39,7 +40,6 @@ REPO = Path(__file__).resolve().parents[2]
 BOOK_DIR = REPO / "book"  # Sphinx project: conf.py, index.md, _static/, _templates/
 
 SYNC_GROUP = "framework"
-# Reading order of the chapter; notebooks not listed follow alphabetically.
 
 # Notebook set-up lines that mean nothing to a reader of the book; dropped everywhere.
 SETUP_LINE = re.compile(r"^\s*%(load_ext|matplotlib)\b.*$")
@@ -600,6 +600,7 @@ def main(argv=None):
         run.add_argument("--pdf-dir", default=REPO / "build" / "pdf", type=Path,
                          help="where the PDFs go, one per framework (default: build/pdf)")
         run.add_argument("--verbose", action="store_true", help="show sphinx-build's progress")
+        add_frameworks_option(run)  # which PDFs
     html_run.add_argument("--out", default=REPO / "build" / "html", type=Path,
                           help="where the HTML goes (default: build/html)")
     html_run.add_argument("--no-pdf", action="store_true", help="the HTML book only (no Chromium needed)")
@@ -608,7 +609,8 @@ def main(argv=None):
         if args.command == "build":
             build(args.src, args.out, args.split_dir, args.work, quiet=not args.verbose)
         if args.command == "pdf" or not args.no_pdf:
-            build_pdfs(args.src, args.split_dir, args.work, args.print_dir, args.pdf_dir, quiet=not args.verbose)
+            build_pdfs(args.src, args.split_dir, args.work, args.print_dir, args.pdf_dir, args.frameworks,
+                       quiet=not args.verbose)
     except BookError as err:
         print(f"book: error: {err}", file=sys.stderr)
         return 1

@@ -57,7 +57,7 @@ def on_gpu(nb, framework, epochs=None):
     cells = []
     for cell in nb.cells:
         if cell.cell_type == "code":
-            if "remove-cell" in cell.metadata.get("tags", []) and epochs:
+            if notebooks.REMOVE_CELL_TAG in cell.metadata.get("tags", []) and epochs:
                 continue  # its accuracy bound holds for the full run only
             cell.source = re.sub(r"d2l\.Trainer\(([^)]*)\)",
                                  lambda m: f"d2l.Trainer({m.group(1)}, num_gpus=1)", cell.source)
@@ -75,7 +75,7 @@ def run(framework, name, epochs=None):
 
     path = chapter.CHAPTER / f"{name}.ipynb"
     nb = on_gpu(notebooks.split_notebook(notebooks.read_notebook(path), framework), framework, epochs)
-    env = {**os.environ, "D2L_PROGRESS": "static", "SOURCE_DATE_EPOCH": "0"}
+    env = {**os.environ, **notebooks.STATIC_OUTPUT_ENV}  # a GPU run uses the threads it likes
     NotebookClient(nb, kernel_name=kernel_name(framework), timeout=1800,
                    resources={"metadata": {"path": str(path.parent)}}).execute(env=env)
     text = "".join(out.get("text", "") for cell in nb.cells for out in cell.get("outputs", [])

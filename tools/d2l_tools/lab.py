@@ -34,15 +34,16 @@ import os
 import secrets
 import shutil
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from d2l_shim import FRAMEWORK_INFO, FRAMEWORKS
+from d2l_tools.envs import ENVIRONMENTS
+from d2l_tools.files import write_atomic
 from d2l_tools.notebooks import DEFAULT_SRC, NotebookError, find_notebooks, notebook_text, read_notebook, split_notebook
 
 REPO = Path(__file__).resolve().parents[2]
-VENV = REPO / ".venv"
+VENV = REPO / ENVIRONMENTS["main"].venv  # JupyterLab runs from the main environment
 DEFAULT_OUT = "lab"
 MANIFEST = ".d2l-lab.json"
 AUTHORS_LINK = "authors-tabbed-source"
@@ -97,19 +98,6 @@ def fingerprint(rel, data):
     return sha256(json.dumps([kernel, cells], sort_keys=True).encode("utf-8"))
 
 
-def write_bytes_atomic(path, data):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 @dataclass
 class Report:
     written: list = field(default_factory=list)  # new or updated (the reader had not changed them)
@@ -155,7 +143,7 @@ def read_manifest(out):
 def write_manifest(out, recorded):
     text = json.dumps({"note": "written by `make lab`: fingerprint of each file as it last wrote it",
                        "files": dict(sorted(recorded.items()))}, indent=1) + "\n"
-    write_bytes_atomic(out / MANIFEST, text.encode("utf-8"))
+    write_atomic(out / MANIFEST, text)
 
 
 def sync(wanted, out, recorded):
@@ -184,7 +172,7 @@ def sync(wanted, out, recorded):
                 if recorded.get(rel) != fingerprint(rel, data):
                     report.kept.append(target)
                 continue
-        write_bytes_atomic(target, data)
+        write_atomic(target, data)
         recorded[rel] = fingerprint(rel, data)
         write_manifest(out, recorded)
         report.written.append(target)

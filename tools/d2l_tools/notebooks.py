@@ -41,7 +41,8 @@ import d2l_tools
 from d2l_tools import chapter
 from d2l_tools.files import write_atomic
 from d2l_tools.compare import Policy, PolicyError, compare_outputs
-from d2l_tools.kernels import display_name, kernel_name
+from d2l_tools.envs import environment_of
+from d2l_tools.kernels import display_name, kernel_name, kernel_spec
 
 REPO = Path(__file__).resolve().parents[2]
 SANITIZE_CFG = Path(__file__).with_name("nbval_sanitize.cfg")
@@ -62,7 +63,8 @@ ONE_THREAD_ENV = {
     "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1",
     "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
 }
-REPRODUCIBLE_ENV = {"SOURCE_DATE_EPOCH": "0", "D2L_PROGRESS": "static", **ONE_THREAD_ENV}
+STATIC_OUTPUT_ENV = {"SOURCE_DATE_EPOCH": "0", "D2L_PROGRESS": "static"}
+REPRODUCIBLE_ENV = {**STATIC_OUTPUT_ENV, **ONE_THREAD_ENV}
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
@@ -427,9 +429,6 @@ def _data_digest():
 
 def execution_key(nb, framework):
     """``{part: hash}`` of everything that can change ``nb``'s outputs under ``framework``."""
-    from d2l_tools.envs import environment_of
-    from d2l_tools.kernels import kernel_spec
-
     cells = [cell.source for cell in nb.cells if cell.cell_type == "code" and framework in cell_tab(cell).frameworks]
     env = environment_of(framework)
     return {
@@ -441,12 +440,12 @@ def execution_key(nb, framework):
     }
 
 
-def stale_parts(nb, framework):
-    """Why ``nb``'s stored outputs under ``framework`` may be out of date: labels, empty when current."""
+def stale_parts(nb, framework, current):
+    """Why ``nb``'s stored outputs under ``framework`` may be out of date, given its ``current``
+    execution key: labels, empty when current."""
     stored = ((nb.metadata.get("d2l") or {}).get("execution_keys") or {}).get(framework)
     if not stored:
         return ["never executed with an execution key"]
-    current = execution_key(nb, framework)
     return [KEY_LABELS[part] for part in KEY_PARTS if stored.get(part) != current[part]]
 
 
@@ -458,9 +457,11 @@ async def _execute_notebook(path, frameworks, timeout, slots, force=False):
             cell_tab(cell)
     except TabMarkerError as err:
         raise NotebookError(f"{path}: {describe(index, cell)}: {err}") from None
+    # Keyed before the run: what the kernels start with is what their outputs come from.
+    current = {fw: execution_key(nb, fw) for fw in frameworks}
     to_run = []
     for fw in frameworks:
-        reasons = ["--force"] if force else stale_parts(nb, fw)
+        reasons = ["--force"] if force else stale_parts(nb, fw, current[fw])
         if reasons:
             to_run.append(fw)
             print(f"[{path.name} · {fw}] executing: {'; '.join(reasons)}", flush=True)
@@ -477,7 +478,7 @@ async def _execute_notebook(path, frameworks, timeout, slots, force=False):
     merged = merge_runs(nb, dict(zip(to_run, results)), name=str(path))
     keys = merged.metadata.setdefault("d2l", {}).setdefault("execution_keys", {})
     for fw in to_run:
-        keys[fw] = execution_key(merged, fw)
+        keys[fw] = current[fw]
     if path.read_bytes() != before:
         raise NotebookError(f"{path} changed on disk while it ran; nothing written: run again")
     changed = write_notebook(merged, path)
@@ -693,7 +694,7 @@ def check(path):
 # nbval
 
 
-def nbval_command(framework, folder, junit_xml=None, timeout=CELL_TIMEOUT, xdist=0):
+def nbval_command(framework, folder, junit_xml=None, timeout=CELL_TIMEOUT, python=sys.executable):
     """The pytest command line for nbval on one framework's split notebooks in ``folder``.
 
     Works from any directory; test ids are relative to the split root, so they start with the
@@ -701,7 +702,7 @@ def nbval_command(framework, folder, junit_xml=None, timeout=CELL_TIMEOUT, xdist
     """
     folder = Path(folder).resolve()
     command = [
-        sys.executable, "-m", "pytest", str(folder),
+        str(python), "-m", "pytest", str(folder),
         f"--rootdir={folder.parent}",
         "-p", "d2l_tools.nbval_plugin",  # tolerant comparison (also loaded by its entry point)
         "--nbval",  # every cell's output is compared unless tagged nbval-ignore-output
@@ -713,9 +714,6 @@ def nbval_command(framework, folder, junit_xml=None, timeout=CELL_TIMEOUT, xdist
     ]
     if junit_xml:
         command.append(f"--junitxml={junit_xml}")
-    if xdist:
-        # A notebook's cells share one kernel, so they must stay on one worker.
-        command += ["-n", str(xdist), "--dist", "loadfile"]
     return command
 
 

@@ -1,6 +1,6 @@
 """Print the book to one PDF per framework (``make pdf``).
 
-    python -m d2l_tools book pdf [--frameworks jax,pytorch] [--out build/pdf]
+    python -m d2l_tools book pdf [--frameworks jax,pytorch] [--pdf-dir build/pdf]
 
 The book's own pages, printed by the headless Chromium that the browser test uses: Sphinx's
 ``singlehtml`` builder puts the whole chapter on one page (``build/print/``), which is opened

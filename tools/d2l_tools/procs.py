@@ -33,6 +33,7 @@ class Results:
     failed: int = 0
     skipped: int = 0
     failures: list = field(default_factory=list)  # "classname::name" of each failed case
+    messages: dict = field(default_factory=dict)  # failed case's name -> its failure message and text
     properties: Counter = field(default_factory=Counter)  # (name, value) of test-case properties
 
 
@@ -40,9 +41,12 @@ def junit_results(path):
     root = ET.parse(path).getroot()
     results = Results()
     for case in root.iter("testcase"):
-        if case.find("failure") is not None or case.find("error") is not None:
+        failure = case.find("failure")
+        failure = case.find("error") if failure is None else failure
+        if failure is not None:
             results.failed += 1
             results.failures.append(f"{case.get('classname', '')}::{case.get('name', '')}")
+            results.messages[case.get("name", "")] = (failure.get("message") or "") + "\n" + (failure.text or "")
         elif case.find("skipped") is not None:
             results.skipped += 1
         else:

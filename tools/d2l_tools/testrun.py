@@ -57,7 +57,7 @@ def stages(frameworks=FRAMEWORKS):
     yield [Stage("unit-mxnet", [MXPY, *PYTEST, *MXNET_UNIT], {"D2L_TEST_FRAMEWORKS": "mxnet"}, ("mxnet",))]
     yield [Stage("structure", [PY, *PYTEST, "tests/test_notebook_structure.py"])]
     yield [Stage("split", [[PY, "-m", "d2l_tools", "notebooks", "split"]])]
-    yield [Stage(f"nbval-{fw}", [PY, *notebooks.nbval_command(fw, REPO / "build" / "notebooks" / fw)[1:]],
+    yield [Stage(f"nbval-{fw}", notebooks.nbval_command(fw, REPO / "build" / "notebooks" / fw, python=PY),
                  notebooks.REPRODUCIBLE_ENV, (fw,)) for fw in FRAMEWORKS] + \
           [Stage("compare", [PY, *PYTEST, "tests/test_compare_notebooks.py"],
                  {"D2L_TEST_FRAMEWORKS": ",".join(main_env)}, MAIN_ENV_FRAMEWORKS)]
