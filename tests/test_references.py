@@ -1,8 +1,10 @@
 """Citations and links in the chapter's text (d2l_tools.citations).
 
-The chapter's own notebooks must pass the check; small notebooks written here show that the
-check fails on a citation key without a bibliography entry and on a link to a section that
-does not exist, and passes on the correct forms of both.
+The chapter's own notebooks and book/references.bib must pass the check; small notebooks and
+.bib files written here show that the check fails on a citation key without a bibliography
+entry, on a citation without a key, on a link to a section that does not exist, on an entry no
+notebook cites and on a conference paper stored as a journal article, and passes on the
+correct forms.
 """
 
 import nbformat
@@ -46,6 +48,72 @@ def test_the_chapter_cites_something_in_every_notebook_that_has_a_reference_list
         nb = nbformat.read(path, as_version=4)
         has_list = any(citations.is_references_cell(cell) for cell in nb.cells)
         assert has_list == bool(citations.cited_keys(nb, entries)), path.name
+
+
+def test_every_bibliography_entry_is_cited_and_typed_as_what_it_is():
+    entries = citations.load_bibliography()
+    cited = {key for path in chapter.notebooks() for key in citations.cited_keys(nbformat.read(path, as_version=4), entries)}
+    assert citations.bibliography_problems(entries, cited) == []
+
+
+PROCEEDINGS_BIB = """
+@article{conf2001,
+  author = {Doe, Jane},
+  title = {A Conference Paper},
+  journal = {Proceedings of the 18th International Conference on Examples (ICE)},
+  year = {2001},
+}
+
+@article{ieee2002,
+  author = {Roe, Richard},
+  title = {A Journal Paper},
+  journal = {Proceedings of the IEEE},
+  year = {2002},
+}
+
+@inproceedings{proper2003,
+  author = {Poe, Edgar},
+  title = {A Conference Paper Stored Right},
+  booktitle = {Proceedings of the 20th International Conference on Examples (ICE)},
+  year = {2003},
+}
+"""
+
+
+def test_a_conference_paper_stored_as_a_journal_article_fails(tmp_path):
+    path = tmp_path / "references.bib"
+    path.write_text(PROCEEDINGS_BIB, encoding="utf-8")
+    entries = citations.load_bibliography(path)
+    problems = citations.bibliography_problems(entries, cited=set(entries))
+    # "Proceedings of the IEEE" is a journal; the @inproceedings entry is stored right.
+    assert len(problems) == 1
+    assert problems[0].startswith("conf2001: a conference paper stored as @article") and "@inproceedings" in problems[0]
+
+
+def test_a_bibliography_entry_that_no_notebook_cites_fails(tmp_path, entries):
+    assert citations.bibliography_problems(entries, cited={"known2001"}) == []
+    problems = citations.bibliography_problems(entries, cited=set())
+    assert len(problems) == 1 and problems[0].startswith("known2001: no notebook cites it")
+
+
+def test_a_citation_without_a_key_fails(tmp_path, entries):
+    path = write_nb(tmp_path / "a.ipynb", "# A\n\nFirst [Doe, 2001]() and [Doe, 2001](#), then Doe and\nRoe, 2001 "
+                    "and Doe et al., 2001 in plain text.\n\nIn code, `Doe, 2001` is no citation, nor is $x, 2001$.")
+    problems = citations.check_notebook(path, entries)
+    assert [p.split("'")[1] for p in problems] == ["[Doe, 2001]()", "[Doe, 2001](#)", "Doe and Roe, 2001",
+                                                   "Doe et al., 2001"]
+    assert all("cites a work without its key" in p for p in problems)
+
+
+def test_the_command_reports_the_bibliography_and_exits_1(tmp_path, entries, capsys):
+    folder = tmp_path / "chapter"
+    folder.mkdir()
+    (folder / "index.md").write_text("# C\n\n```{toctree}\na\n```\n", encoding="utf-8")
+    write_nb(folder / "a.ipynb", "# A\n\nNo citation here.")
+    bib = tmp_path / "references.bib"
+    bib.write_text(BIB, encoding="utf-8")
+    assert citations.main(["--src", str(folder), "--bib", str(bib)]) == 1
+    assert "references.bib: known2001: no notebook cites it" in capsys.readouterr().err
 
 
 def test_a_citation_key_without_a_bibliography_entry_fails(tmp_path, entries):

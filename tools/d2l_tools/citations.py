@@ -13,8 +13,11 @@ from the .bib file, and each number links to its entry on the same page.
 
 Without ``--write`` the command checks every link of every markdown cell: a citation key must
 have an entry in the .bib file, a link to ``#section`` must name a heading of the same notebook
-and one to ``other.ipynb#section`` a heading of that notebook, and the References cell must be
-current. It prints one line per problem and exits with status 1 if there is any.
+and one to ``other.ipynb#section`` a heading of that notebook, a citation must have a key (an
+empty link target or an unlinked "Author, 1999" is an error), and the References cell must be
+current. It also checks the .bib file itself: every entry is cited by some notebook, and a
+conference paper is not stored as an ``@article`` whose journal is the proceedings. It prints
+one line per problem and exits with status 1 if there is any.
 """
 
 import argparse
@@ -25,9 +28,9 @@ from pathlib import Path
 import nbformat
 
 from d2l_tools import chapter
-from d2l_tools.notebooks import write_notebook
+from d2l_tools.cells import write_notebook
+from d2l_tools.envs import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 BIB = REPO / "book" / "references.bib"
 HEADING_DEPTH = 3  # book/conf.py: myst_heading_anchors = 3, the deepest heading a link may name
 
@@ -37,6 +40,16 @@ LINK = re.compile(r"(?<!!)\[([^\]]+)\]\(([^)\s]+)\)")
 # neither a key nor a heading is reported as a missing bibliography entry.
 KEY_LIKE = re.compile(r"^[a-z]+\d{4}[a-z]?$")
 HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$", re.MULTILINE)
+# A citation without a key: a link with an empty target, [Doe, 2001]() or [Doe, 2001](#) ...
+EMPTY_LINK = re.compile(r"(?<!!)\[([^\]]+)\]\(\s*#?\s*\)")
+# ... or author and year as plain text, outside any link: "Doe, 2001", "Doe and Roe, 2001",
+# "Doe et al., 2001" (a name may wrap onto the next line).
+UNLINKED_CITATION = re.compile(
+    r"\b[A-Z][\w'\u2019-]+(?:\s+(?:et\s+al\.|and\s+[A-Z][\w'\u2019-]+))?,\s+(?:1[89]|20)\d\d[a-z]?\b")
+CODE_OR_MATH = re.compile(r"(`{3,}|~{3,}).*?^\1|`[^`]*`|\$\$.*?\$\$|\$[^$]*\$", re.MULTILINE | re.DOTALL)
+# Journals whose names begin with "Proceedings": an @article in one of them is a journal paper.
+PROCEEDINGS_JOURNALS = ("Proceedings of the IEEE", "Proceedings of the National Academy of Sciences",
+                        "Proceedings of the Royal Society", "Proceedings of the American Mathematical Society")
 REFERENCES_HEADING = "## References"
 # From the References heading to the end of a page (it is the notebook's last cell).
 REFERENCES_SECTION = re.compile(r"^## References[ \t]*\n.*\Z", re.MULTILINE | re.DOTALL)
@@ -92,6 +105,32 @@ def cited_keys(nb, keys):
     return cited
 
 
+def keyless_citations(text):
+    """The citations in some markdown text that name no bibliography key, as strings."""
+    prose = CODE_OR_MATH.sub(" ", text)
+    found = [match.group(0) for match in EMPTY_LINK.finditer(prose)]
+    without_links = LINK.sub(" ", EMPTY_LINK.sub(" ", prose))
+    found += [" ".join(match.group(0).split()) for match in UNLINKED_CITATION.finditer(without_links)]
+    return found
+
+
+def is_journal_named_proceedings(journal):
+    return journal == PROCEEDINGS_JOURNALS[0] or journal.startswith(PROCEEDINGS_JOURNALS[1:])
+
+
+def bibliography_problems(entries, cited):
+    """Problems of the .bib entries themselves, given the set of keys that the notebooks cite."""
+    problems = []
+    for key, entry in entries.items():
+        journal = " ".join(entry.fields.get("journal", "").split())
+        if entry.type == "article" and journal.startswith("Proceedings") and not is_journal_named_proceedings(journal):
+            problems.append(f"{key}: a conference paper stored as @article with journal '{journal}'; make it "
+                            "an @inproceedings with that name as its booktitle")
+        if key not in cited:
+            problems.append(f"{key}: no notebook cites it; cite it where the text relies on it, or remove the entry")
+    return problems
+
+
 def format_entries(entries, keys):
     """Plain text for the bibliography entries ``keys`` (pybtex's plain style), one line each."""
     from pybtex.database import BibliographyData
@@ -123,9 +162,12 @@ def check_notebook(path, entries):
     for number, cell in enumerate(nb.cells):
         if cell.cell_type != "markdown" or is_references_cell(cell):
             continue
+        for citation in keyless_citations(cell.source):
+            problems.append(f"{path.name}, cell {number}: '{citation}' cites a work without its key; write it "
+                            "as a link to the key, [Doe, 2001](#doe2001)")
         for text, target in LINK.findall(cell.source):
             where = f"{path.name}, cell {number}: [{text}]({target})"
-            if re.match(r"^[a-z][a-z0-9+.-]*:", target):  # http:, mailto:, ... : not ours to check
+            if re.match(r"^[a-z][a-z0-9+.-]*:", target) or target == "#":  # http:, ...: not ours; "#": above
                 continue
             page, _, anchor = target.partition("#")
             if not page:
@@ -214,6 +256,8 @@ def main(argv=None):
             if write_references(path, entries):
                 print(f"{path}: References cell updated")
     problems = [problem for path in paths for problem in check_notebook(path, entries)]
+    cited = {key for path in paths for key in cited_keys(nbformat.read(path, as_version=4), entries)}
+    problems += [f"{Path(args.bib).name}: {problem}" for problem in bibliography_problems(entries, cited)]
     for problem in problems:
         print(problem, file=sys.stderr)
     print(f"citations: {len(paths)} notebooks checked, {len(problems)} problem(s)")
