@@ -34,8 +34,7 @@ from d2l_shim import FRAMEWORKS  # noqa: E402 (after the path set-up, for a fres
 from d2l_tools import chapter  # noqa: E402
 from d2l_tools.envs import environment_of  # noqa: E402
 from d2l_tools.files import write_atomic  # noqa: E402
-from d2l_tools.kernels import QUIET_ENV, kernel_name  # noqa: E402
-from d2l_tools.notebooks import ONE_THREAD_ENV  # noqa: E402
+from d2l_tools.kernels import ONE_THREAD_ENV, QUIET_ENV, kernel_name  # noqa: E402
 
 PYTHON = {fw: environment_of(fw).python for fw in FRAMEWORKS}
 SPLIT_DIR = REPO / "build" / "notebooks"

@@ -23,7 +23,7 @@ import types
 from pathlib import Path
 
 from d2l_shim import FRAMEWORKS
-from d2l_shim.tab import is_tab_line, parse_tab_line
+from d2l_shim.tab import is_tab_line, source_tab
 
 CHAPTER = Path(__file__).resolve().parents[1] / "chapter_mlp"
 # Top-level statements that define something; the rest of a cell is not model code.
@@ -49,12 +49,10 @@ def framework_cells(notebook_path, framework):
         if cell["cell_type"] != "code":
             continue
         source = cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
+        if framework not in source_tab(source).frameworks:
+            continue
         first, _, rest = source.partition("\n")
-        if is_tab_line(first):
-            if framework not in parse_tab_line(first):
-                continue
-            source = "\n" + rest
-        yield index, source
+        yield index, "\n" + rest if is_tab_line(first) else source
 
 
 def definitions(source, filename):

@@ -15,6 +15,7 @@ the marker (a nested ``run_cell`` reports errors but lets the outer cell succeed
 """
 
 import os
+from typing import NamedTuple
 
 from d2l_shim import FRAMEWORKS
 
@@ -73,16 +74,44 @@ def active():
         raise NoFrameworkError(f"D2L_FRAMEWORK={from_env!r} is not a framework: {err}") from None
 
 
-def parse_tab_line(line):
-    """Frameworks named by a ``%%tab ...`` line: a tuple, FRAMEWORKS for ``all``."""
+class Tab(NamedTuple):
+    """Which kernels run a code cell: ``frameworks`` in the book's order; ``shared`` when the
+    cell has no ``%%tab`` line or says ``%%tab all``."""
+
+    frameworks: tuple
+    shared: bool
+
+
+SHARED = Tab(FRAMEWORKS, True)
+
+
+def _read_tab_line(line):
+    """(names as written, says ``all``) of a ``%%tab`` line: the marker's one grammar."""
     spec = line.strip()[len(MARKER):].replace(",", " ").split()
     if not spec:
         raise TabMarkerError(f"'{line.strip()}' names no framework: write e.g. '%%tab pytorch' or '%%tab all'")
     if "all" in spec:
         if len(spec) > 1:
             raise TabMarkerError(f"'{line.strip()}': 'all' cannot be combined with other names")
-        return FRAMEWORKS
-    return tuple(_check(name.lower()) for name in spec)
+        return FRAMEWORKS, True
+    names = tuple(_check(name.lower()) for name in spec)
+    if len(set(names)) < len(names):
+        raise TabMarkerError(f"'{line.strip()}' names a framework twice: name each once")
+    return names, False
+
+
+def parse_tab_line(line):
+    """Frameworks named by a ``%%tab ...`` line: a tuple, FRAMEWORKS for ``all``."""
+    return _read_tab_line(line)[0]
+
+
+def source_tab(source):
+    """The Tab of a code cell's ``source``; raises TabMarkerError for a bad ``%%tab`` line."""
+    line = source.split("\n", 1)[0]
+    if not is_tab_line(line):
+        return SHARED
+    names, says_all = _read_tab_line(line)
+    return SHARED if says_all else Tab(tuple(fw for fw in FRAMEWORKS if fw in names), False)
 
 
 def selected(*frameworks):

@@ -14,7 +14,8 @@ import nbformat
 import pytest
 
 from d2l_shim import FRAMEWORKS
-from d2l_tools import book, chapter, notebooks
+from d2l_tools import book, cells, chapter
+from d2l_tools.split import split_notebooks
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "book" / "chapter_mlp"
 REPO = Path(__file__).resolve().parent.parent
@@ -45,8 +46,8 @@ def test_an_unlisted_notebook_is_an_error_everywhere(fixture_chapter):
     add_notebook(fixture_chapter, "extra", listed=False)
     with pytest.raises(chapter.ChapterError, match=r"extra\.ipynb, which the \{toctree\} .* does not list"):
         chapter.notebooks(fixture_chapter)
-    with pytest.raises(notebooks.NotebookError, match="does not list"):
-        notebooks.find_notebooks(fixture_chapter)
+    with pytest.raises(cells.NotebookError, match="does not list"):
+        cells.find_notebooks(fixture_chapter)
     with pytest.raises(book.BookError, match="does not list"):
         book.source_tree(fixture_chapter, fixture_chapter.parent / "split")
 
@@ -54,7 +55,23 @@ def test_an_unlisted_notebook_is_an_error_everywhere(fixture_chapter):
 def test_a_listed_entry_without_a_notebook_is_an_error(fixture_chapter):
     index = fixture_chapter / "index.md"
     index.write_text(index.read_text().replace("\nmlp-scratch\n", "\nmlp-scratch\nmissing-page\n"))
-    with pytest.raises(chapter.ChapterError, match="lists missing-page but .* has no such notebook"):
+    expected = (f"{index} lists missing-page, but {fixture_chapter / 'missing-page.ipynb'} does not exist: "
+                "add the notebook or remove the entry from the {toctree}")
+    with pytest.raises(chapter.ChapterError) as err:
+        chapter.notebooks(fixture_chapter)
+    assert str(err.value) == expected
+    # Named as such when notebooks are picked by name too (`make notebooks NOTEBOOKS=mlp`).
+    with pytest.raises(cells.NotebookError) as err:
+        cells.find_notebooks(fixture_chapter, ["mlp"])
+    assert str(err.value) == expected
+
+
+def test_chapter_paths_are_shown_from_the_working_directory(fixture_chapter, monkeypatch):
+    index = fixture_chapter / "index.md"
+    index.write_text(index.read_text().replace("\nmlp-scratch\n", "\nmlp-scratch\nmlp-foo\n"))
+    monkeypatch.chdir(fixture_chapter.parent)
+    with pytest.raises(chapter.ChapterError, match=r"^chapter_mlp/index\.md lists mlp-foo, but "
+                                                   r"chapter_mlp/mlp-foo\.ipynb does not exist"):
         chapter.notebooks(fixture_chapter)
 
 
@@ -62,9 +79,9 @@ def test_a_notebook_added_to_the_toctree_goes_everywhere(fixture_chapter, tmp_pa
     add_notebook(fixture_chapter, "extra", listed=True)
     order = ["mlp", "extra", "mlp-scratch"]
     # executed and checked: both take find_notebooks' list
-    assert [p.stem for p in notebooks.find_notebooks(fixture_chapter)] == order
+    assert [p.stem for p in cells.find_notebooks(fixture_chapter)] == order
     # split: one plain notebook per framework
-    written = notebooks.split_notebooks(notebooks.find_notebooks(fixture_chapter), tmp_path / "split")
+    written = split_notebooks(cells.find_notebooks(fixture_chapter), tmp_path / "split")
     assert {(p.parent.parent.name, p.stem) for p in written} == {(fw, name) for fw in FRAMEWORKS for name in order}
     # built: a page, with its downloads
     tree = book.source_tree(fixture_chapter, tmp_path / "split")

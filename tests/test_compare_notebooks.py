@@ -22,8 +22,8 @@ import pytest
 from conftest import frameworks_under_test
 from jupyter_client.kernelspec import KernelSpecManager
 
-from d2l_tools import notebooks
-from d2l_tools.kernels import kernel_name
+from d2l_tools.kernels import REPRODUCIBLE_ENV, kernel_name
+from d2l_tools.nbval_plugin import nbval_command
 from d2l_tools.procs import junit_results
 
 REPO = Path(__file__).resolve().parent.parent
@@ -80,8 +80,8 @@ def run_nbval(tmp_path, nb, framework, name, env=None):
     folder.mkdir(parents=True)
     nbformat.write(nb, str(folder / f"{name}.ipynb"))
     xml = tmp_path / "junit.xml"
-    command = notebooks.nbval_command(framework, tmp_path / framework, junit_xml=xml)
-    run_env = {**os.environ, **notebooks.REPRODUCIBLE_ENV, **(env or {})}
+    command = nbval_command(framework, tmp_path / framework, junit_xml=xml)
+    run_env = {**os.environ, **REPRODUCIBLE_ENV, **(env or {})}
     result = subprocess.run(command, cwd=tmp_path, env=run_env, capture_output=True, text=True, timeout=1200)
     if not xml.exists():
         pytest.fail(f"nbval wrote no results (exit {result.returncode}):\n{result.stdout[-3000:]}{result.stderr[-3000:]}")

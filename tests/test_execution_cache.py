@@ -14,8 +14,8 @@ import nbformat
 import pytest
 
 from d2l_shim import FRAMEWORKS
-from d2l_tools import envs
-from d2l_tools import notebooks as tool
+from d2l_tools import cells, envs
+from d2l_tools import execute as tool
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "notebooks" / "tabbed.ipynb"
 REPO = Path(__file__).resolve().parent.parent
@@ -37,18 +37,18 @@ def chapter(tmp_path, monkeypatch):
         ran.append((path.stem, framework))
         run = copy.deepcopy(nb)
         for cell in run.cells:
-            if cell.cell_type == "code" and framework not in tool.cell_tab(cell).frameworks:
+            if cell.cell_type == "code" and framework not in cells.cell_tab(cell).frameworks:
                 cell.outputs = []  # what a kernel that skips the cell would leave
         return run
 
     monkeypatch.setattr(tool, "_run_under", stand_in_run)
-    monkeypatch.setattr(tool, "_require_kernels", lambda frameworks: None)
+    monkeypatch.setattr(tool, "require_kernels", lambda frameworks: None)
     return folder, ran
 
 
 def execute(folder, ran, force=False):
     ran.clear()
-    tool.execute_notebooks(tool.find_notebooks(folder), FRAMEWORKS, jobs=2, force=force)
+    tool.execute_notebooks(cells.find_notebooks(folder), FRAMEWORKS, jobs=2, force=force)
     return sorted(ran)
 
 
@@ -70,7 +70,7 @@ def test_cache_runs_only_what_changed(chapter, capsys):
 
     nb = nbformat.read(str(folder / "two.ipynb"), as_version=4)
     nb.cells[6].source += "\n# a shared cell, edited"
-    nb.cells[6].metadata.d2l.source_sha256 = tool.source_sha256(nb.cells[6].source)
+    nb.cells[6].metadata.d2l.source_sha256 = cells.source_sha256(nb.cells[6].source)
     nbformat.write(nb, str(folder / "two.ipynb"))
     assert execute(folder, ran) == all_pairs("two")
     assert "[two.ipynb · jax] executing: its cells changed" in capsys.readouterr().out
@@ -92,9 +92,9 @@ def test_cache_runs_only_what_changed(chapter, capsys):
 def test_notebook_names_select_pairs(chapter):
     folder, ran = chapter
     ran.clear()
-    paths = tool.find_notebooks(folder, ["two"])
+    paths = cells.find_notebooks(folder, ["two"])
     assert paths == [folder / "two.ipynb"]
     tool.execute_notebooks(paths, ["jax"], jobs=1)
     assert ran == [("two", "jax")]
-    with pytest.raises(tool.NotebookError, match="no such notebook: three .*the chapter's are: one, two"):
-        tool.find_notebooks(folder, ["three"])
+    with pytest.raises(cells.NotebookError, match="no such notebook: three .*the chapter's are: one, two"):
+        cells.find_notebooks(folder, ["three"])

@@ -1,4 +1,4 @@
-"""d2l_tools.notebooks on tiny tabbed fixtures (tests/fixtures/notebooks).
+"""The notebook tools (cells, split, execute, checks, nbval) on tiny tabbed fixtures (tests/fixtures/notebooks).
 
 tabbed.ipynb, executed under all four kernels by the tool itself, has these cells:
  0 setup (shared)    1 markdown         2-5 "hello from <fw>", one cell per framework
@@ -19,9 +19,11 @@ import nbformat
 import pytest
 
 from d2l_shim import FRAMEWORKS
-from d2l_shim.tab import TabMarkerError
-from d2l_tools import chapter
-from d2l_tools import notebooks as tool
+from d2l_shim.tab import Tab, TabMarkerError
+from d2l_tools import cells, chapter, checks, execute, notebooks
+from d2l_tools import split as splitting
+from d2l_tools.kernels import REPRODUCIBLE_ENV
+from d2l_tools.nbval_plugin import nbval_command
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "notebooks"
 HELLO_CELLS = {"pytorch": 2, "mxnet": 3, "tensorflow": 4, "jax": 5}
@@ -44,13 +46,13 @@ def list_in_toc(folder, *names):
 
 
 def problems_of(nb, tmp_path, name="tabbed"):
-    return tool.check(write(nb, tmp_path, name))
+    return checks.check(write(nb, tmp_path, name))
 
 
 def edit_source(nb, index, source, refresh_hash=False):
     nb.cells[index].source = source
     if refresh_hash:  # as if `make notebooks` had run on the new source
-        nb.cells[index].metadata.d2l.source_sha256 = tool.source_sha256(source)
+        nb.cells[index].metadata.d2l.source_sha256 = cells.source_sha256(source)
 
 
 def stream(text):
@@ -73,22 +75,22 @@ def needs_kernels(*frameworks):
 
 def test_cell_tab_reads_the_marker_line():
     code = nbformat.v4.new_code_cell
-    assert tool.cell_tab(code("x = 1")) == tool.Tab(FRAMEWORKS, True)
-    assert tool.cell_tab(code("%%tab all\nx = 1")) == tool.Tab(FRAMEWORKS, True)
-    assert tool.cell_tab(code("%%tab jax\nx")) == tool.Tab(("jax",), False)
-    assert tool.cell_tab(code("%%tab jax,mxnet\nx")) == tool.Tab(("mxnet", "jax"), False)
-    assert tool.cell_tab(code("%%table\nx")).shared  # another magic, not ours
+    assert cells.cell_tab(code("x = 1")) == Tab(FRAMEWORKS, True)
+    assert cells.cell_tab(code("%%tab all\nx = 1")) == Tab(FRAMEWORKS, True)
+    assert cells.cell_tab(code("%%tab jax\nx")) == Tab(("jax",), False)
+    assert cells.cell_tab(code("%%tab jax,mxnet\nx")) == Tab(("mxnet", "jax"), False)
+    assert cells.cell_tab(code("%%table\nx")).shared  # another magic, not ours
     with pytest.raises(TabMarkerError, match="pytroch"):
-        tool.cell_tab(code("%%tab pytroch\nx"))
+        cells.cell_tab(code("%%tab pytroch\nx"))
     with pytest.raises(TabMarkerError, match="twice"):
-        tool.cell_tab(code("%%tab jax,jax\nx"))
-    assert tool.cell_body(code("%%tab jax\nx = 1\ny")) == "x = 1\ny"
-    assert tool.cell_body(code("%%tab jax")) == ""
+        cells.cell_tab(code("%%tab jax,jax\nx"))
+    assert cells.cell_body(code("%%tab jax\nx = 1\ny")) == "x = 1\ny"
+    assert cells.cell_body(code("%%tab jax")) == ""
 
 
 def test_fixture_is_clean():
     # The baseline for the tests below, which each break one rule.
-    assert tool.check(FIXTURES / "tabbed.ipynb") == []
+    assert checks.check(FIXTURES / "tabbed.ipynb") == []
 
 
 # --- split ----------------------------------------------------------------------------------
@@ -105,7 +107,7 @@ SPLIT_FIRST_LINES = {
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)
 def test_split_keeps_the_frameworks_cells_and_outputs(framework):
-    split = tool.split_notebook(load(), framework)
+    split = splitting.split_notebook(load(), framework)
     code = [c for c in split.cells if c.cell_type == "code"]
     own_first, own_second = SPLIT_FIRST_LINES[framework]
     expected = ["%load_ext d2l_shim.tab", own_first, "numbers = [1, 2, 3]", own_second,
@@ -130,15 +132,18 @@ def test_split_command_is_stable_and_prunes(tmp_path):
     shutil.copy(FIXTURES / "tabbed.ipynb", src / "tabbed.ipynb")
     shutil.copy(FIXTURES / "tabbed.ipynb", src / "gone.ipynb")
     list_in_toc(src, "tabbed", "gone")
-    assert tool.main(["split", "--src", str(src), "--out", str(out)]) == 0
+    assert splitting.main(["--src", str(src), "--out", str(out)]) == 0
     targets = {fw: out / fw / "chapter_x" / "tabbed.ipynb" for fw in FRAMEWORKS}
     first = {fw: (p.read_bytes(), p.stat().st_mtime_ns) for fw, p in targets.items()}
     (src / "gone.ipynb").unlink()
     list_in_toc(src, "tabbed")
-    assert tool.main(["split", "--src", str(src), "--out", str(out)]) == 0
+    assert splitting.main(["--src", str(src), "--out", str(out)]) == 0
     assert {fw: (p.read_bytes(), p.stat().st_mtime_ns) for fw, p in targets.items()} == first
     assert sorted(p.name for p in out.rglob("*") if p.is_file()) == ["tabbed.ipynb"] * 4
-    assert nbformat.read(str(targets["jax"]), as_version=4).metadata.kernelspec.name == "d2l-jax"
+    # The command writes the reader's edition (d2l_tools.editions): the generic kernel, no tab extension.
+    edition = nbformat.read(str(targets["jax"]), as_version=4)
+    assert edition.metadata.kernelspec.name == "python3"
+    assert not any("%%tab" in c.source or "%load_ext d2l_shim.tab" in c.source for c in edition.cells)
 
 
 def test_split_rejects_unknown_tab_names(tmp_path, capsys):
@@ -148,7 +153,7 @@ def test_split_rejects_unknown_tab_names(tmp_path, capsys):
     src.mkdir()
     write(nb, src)
     list_in_toc(src, "tabbed")
-    assert tool.main(["split", "--src", str(src), "--out", str(tmp_path / "out")]) == 1
+    assert splitting.main(["--src", str(src), "--out", str(tmp_path / "out")]) == 1
     err = capsys.readouterr().err
     assert "tabbed.ipynb" in err and "cell 3" in err and "mxnett" in err
 
@@ -182,7 +187,7 @@ def fake_runs(nb, frameworks=FRAMEWORKS):
 
 def test_merge_takes_each_cell_from_its_framework():
     nb = load()
-    merged = tool.merge_runs(copy.deepcopy(nb), fake_runs(nb))
+    merged = execute.merge_runs(copy.deepcopy(nb), fake_runs(nb))
     for fw, index in HELLO_CELLS.items():
         assert merged.cells[index].outputs[0].text == f"cell {index} under {fw}\n"
     assert merged.cells[6].outputs[0].text == "cell 6\n"
@@ -190,12 +195,12 @@ def test_merge_takes_each_cell_from_its_framework():
     for cell in merged.cells:
         if cell.cell_type == "code":
             assert cell.execution_count is None
-            assert cell.metadata.d2l.source_sha256 == tool.source_sha256(cell.source)
+            assert cell.metadata.d2l.source_sha256 == cells.source_sha256(cell.source)
 
 
 def test_merge_of_some_frameworks_keeps_the_other_outputs():
     nb = load()
-    merged = tool.merge_runs(copy.deepcopy(nb), fake_runs(nb, ["jax"]))
+    merged = execute.merge_runs(copy.deepcopy(nb), fake_runs(nb, ["jax"]))
     assert merged.cells[5].outputs[0].text == "cell 5 under jax\n"
     assert merged.cells[8].outputs[0].text == "cell 8\n"
     for fw in ("pytorch", "mxnet", "tensorflow"):
@@ -209,8 +214,8 @@ def test_merge_rejects_shared_cells_that_print_differently():
     runs["tensorflow"].cells[6].outputs = [stream("something else\n")]
     runs["jax"].cells[8].outputs = [stream("jax only\n")]  # `%%tab mxnet,jax`: must agree too
     runs["jax"].cells[12].outputs = [stream("varies\n")]  # nbval-ignore-output: may differ
-    with pytest.raises(tool.NotebookError) as err:
-        tool.merge_runs(copy.deepcopy(nb), runs, name="tabbed.ipynb")
+    with pytest.raises(cells.NotebookError) as err:
+        execute.merge_runs(copy.deepcopy(nb), runs, name="tabbed.ipynb")
     message = str(err.value)
     assert "tabbed.ipynb" in message
     assert "cell 6 ('numbers = [1, 2, 3]')" in message
@@ -223,8 +228,8 @@ def test_merge_rejects_output_from_skipped_cells():
     nb = load()
     runs = fake_runs(nb)
     runs["pytorch"].cells[5].outputs = [stream("should have been skipped\n")]
-    with pytest.raises(tool.NotebookError, match=r"cell 5 .*under pytorch although"):
-        tool.merge_runs(copy.deepcopy(nb), runs)
+    with pytest.raises(cells.NotebookError, match=r"cell 5 .*under pytorch although"):
+        execute.merge_runs(copy.deepcopy(nb), runs)
 
 
 # --- check ----------------------------------------------------------------------------------
@@ -306,7 +311,7 @@ def test_check_finds_tag_kernel_and_setup_problems(tmp_path):
 
 def accuracy_check(source, frameworks="all"):
     cell = nbformat.v4.new_code_cell(f"%%tab {frameworks}\n{source}", metadata={"tags": ["remove-cell"]})
-    cell.metadata["d2l"] = {"source_sha256": tool.source_sha256(cell.source), "no_output": True}
+    cell.metadata["d2l"] = {"source_sha256": cells.source_sha256(cell.source), "no_output": True}
     return cell
 
 
@@ -316,7 +321,7 @@ def test_training_notebooks_need_accuracy_checks():
     nb.cells.append(nbformat.v4.new_code_cell("trainer.fit(model, data)"))
     assert chapter.is_training_notebook(nb)  # a notebook that trains is recognised by its code
     nb.cells.pop()
-    problems = [p for p in tool.check_notebook(nb, training=True) if p.startswith("training notebook")]
+    problems = [p for p in checks.check_notebook(nb, training=True) if p.startswith("training notebook")]
     assert problems == ["training notebook: no remove-cell-tagged cell asserting accuracy >= 0.80 for "
                         "pytorch, mxnet, tensorflow, jax"]
     nb.cells += [
@@ -325,12 +330,12 @@ def test_training_notebooks_need_accuracy_checks():
         accuracy_check("assert loss >= 0.8", "tensorflow"),  # not accuracy
         accuracy_check("print(acc >= 0.8)", "jax"),  # not an assertion
     ]
-    problems = [p for p in tool.check_notebook(nb, training=True) if p.startswith("training notebook")]
+    problems = [p for p in checks.check_notebook(nb, training=True) if p.startswith("training notebook")]
     assert problems == [
         "training notebook: no remove-cell-tagged cell asserting accuracy >= 0.80 for mxnet, tensorflow, jax"
     ]
     nb.cells.append(accuracy_check("assert 0.8 <= evaluate_accuracy(net, data) <= 1"))
-    assert not [p for p in tool.check_notebook(nb, training=True) if p.startswith("training notebook")]
+    assert not [p for p in checks.check_notebook(nb, training=True) if p.startswith("training notebook")]
 
 
 @pytest.mark.parametrize("source, expected", [
@@ -343,14 +348,14 @@ def test_training_notebooks_need_accuracy_checks():
     ("assert accuracy >= 0.8 +", False),
 ])
 def test_asserts_accuracy(source, expected):
-    assert tool.asserts_accuracy(source) is expected
+    assert checks.asserts_accuracy(source) is expected
 
 
 def test_check_command_reports_per_notebook(tmp_path, capsys):
     nb = load()
     del nb.cells[5]
     bad = write(nb, tmp_path, "bad")
-    assert tool.main(["check", str(FIXTURES / "tabbed.ipynb"), str(bad)]) == 1
+    assert notebooks.main(["check", str(FIXTURES / "tabbed.ipynb"), str(bad)]) == 1
     out = capsys.readouterr().out
     assert f"{FIXTURES / 'tabbed.ipynb'}: ok" in out
     assert f"{bad}: 1 problem(s)" in out and "no cell for jax" in out
@@ -372,18 +377,18 @@ def test_execute_runs_merges_and_is_stable(tmp_path):
     nb = unexecuted(load())
     del nb.cells[12]  # its clock reading would differ between the two runs
     path = write(nb, tmp_path)
-    tool.execute_notebooks([path], ["pytorch"], jobs=1, timeout=60)
+    execute.execute_notebooks([path], ["pytorch"], jobs=1, timeout=60)
     done = nbformat.read(str(path), as_version=4)
     assert done.cells[2].outputs[0].text == "hello from pytorch\n"
     assert done.cells[6].outputs[0].data["text/plain"] == "6"
     assert "image/png" in done.cells[11].outputs[0].data
     assert done.cells[3].outputs == []  # mxnet's cell: not run
     assert "source_sha256" not in done.cells[3].metadata.d2l
-    assert done.cells[2].metadata.d2l.source_sha256 == tool.source_sha256(done.cells[2].source)
+    assert done.cells[2].metadata.d2l.source_sha256 == cells.source_sha256(done.cells[2].source)
     assert all(c.execution_count is None and "execution" not in c.metadata
                for c in done.cells if c.cell_type == "code")
     first = path.read_bytes()
-    tool.execute_notebooks([path], ["pytorch"], jobs=1, timeout=60)
+    execute.execute_notebooks([path], ["pytorch"], jobs=1, timeout=60)
     assert path.read_bytes() == first
 
 
@@ -392,8 +397,8 @@ def test_execute_reports_errors_and_writes_nothing(tmp_path):
     path = tmp_path / "failing.ipynb"
     shutil.copy(FIXTURES / "failing.ipynb", path)
     before = path.read_bytes()
-    with pytest.raises(tool.NotebookError) as err:
-        tool.execute_notebooks([path], ["pytorch"], jobs=1, timeout=60)
+    with pytest.raises(cells.NotebookError) as err:
+        execute.execute_notebooks([path], ["pytorch"], jobs=1, timeout=60)
     message = str(err.value)
     assert "failing.ipynb: pytorch: cell 1 ('%%tab pytorch') failed" in message
     assert "ZeroDivisionError" in message and "about to fail" in message
@@ -405,8 +410,8 @@ def test_execute_rejects_diverging_shared_cells(tmp_path):
     path = tmp_path / "diverging.ipynb"
     shutil.copy(FIXTURES / "diverging.ipynb", path)
     before = path.read_bytes()
-    with pytest.raises(tool.NotebookError) as err:
-        tool.execute_notebooks([path], ["pytorch", "jax"], jobs=2, timeout=60)
+    with pytest.raises(cells.NotebookError) as err:
+        execute.execute_notebooks([path], ["pytorch", "jax"], jobs=2, timeout=60)
     message = str(err.value)
     assert "cell 1 ('import os')" in message
     assert "jax against pytorch" in message and "'running pytorch'" in message and "'running jax'" in message
@@ -429,10 +434,10 @@ def test_nbval_passes_good_and_names_bad_cells(tmp_path):
                          "display({'text/plain': '<Figure size 200x150 with 1 Axes>'}, raw=True)", True)
     write(bad, src, "bad")
     list_in_toc(src, "good", "bad")
-    assert tool.main(["split", "--src", str(src), "--out", str(out)]) == 0
-    command = tool.nbval_command("pytorch", out / "pytorch")
+    assert splitting.main(["--src", str(src), "--out", str(out)]) == 0
+    command = nbval_command("pytorch", out / "pytorch")
     done = subprocess.run(command, cwd=out, capture_output=True, text=True,
-                          env={**os.environ, **tool.REPRODUCIBLE_ENV})
+                          env={**os.environ, **REPRODUCIBLE_ENV})
     assert done.returncode == 1
     # Split code cells: 0 setup, 1 hello, 2 sum, 3 torch, 4 len, 5 plot, 6 clock.
     # good.ipynb passes, `plt.plot(...);` included (see d2l_tools.nbval_plugin).
@@ -465,7 +470,7 @@ def test_split_notebooks_carry_their_local_images(tmp_path):
                           " a missing one: ![y](img/gone.png).")
     write(nb, src)
     list_in_toc(src, "tabbed")
-    [path, *_] = tool.split_notebooks(tool.find_notebooks(src), tmp_path / "out", ["jax"])
+    [path, *_] = splitting.split_notebooks(cells.find_notebooks(src), tmp_path / "out", ["jax"])
     cell = nbformat.read(str(path), as_version=4).cells[1]
     assert cell.source == ("A picture: ![the network](attachment:net.svg), a web one: ![x](https://example.org/x.png),"
                            " a missing one: ![y](img/gone.png).")

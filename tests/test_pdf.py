@@ -15,9 +15,9 @@ import pytest
 
 from d2l_shim import FRAMEWORK_INFO, FRAMEWORKS
 from d2l_tools import chapter
-from d2l_tools.notebooks import cell_body, cell_tab
+from d2l_tools.envs import REPO
+from d2l_tools.cells import cell_body, cell_tab
 
-REPO = Path(__file__).resolve().parents[1]
 PDF_DIR = REPO / "build" / "pdf"
 SCREENSHOTS = REPO / "build" / "screenshots"
 HIDDEN_TAGS = {"remove-cell", "remove-input"}

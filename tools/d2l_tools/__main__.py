@@ -7,7 +7,8 @@ import importlib
 import sys
 
 COMMANDS = {
-    "notebooks": ("notebooks", "split, execute + merge, check the tabbed notebooks; run nbval"),
+    "split": ("split", "write one notebook per framework, the reader's editions, under build/notebooks/ (make split)"),
+    "notebooks": ("notebooks", "execute + merge, check the tabbed notebooks; run nbval"),
     "book": ("book", "build the HTML book"),
     "kernels": ("kernels", "register the four d2l Jupyter kernels"),
     "lab": ("lab", "write the reader's per-framework folders under lab/ and start JupyterLab (make lab)"),

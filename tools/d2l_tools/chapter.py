@@ -5,10 +5,12 @@ list is the one place a notebook is added. Splitting, executing, checking, bench
 building the book all read it from here.
 """
 
+import os
 import re
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+from d2l_tools.envs import REPO
+
 CHAPTER = REPO / "chapter_mlp"
 INDEX = "index.md"
 TOCTREE = re.compile(r"^(`{3,}|:{3,})\{toctree\}[^\n]*\n(.*?)^\1[ \t]*$", re.MULTILINE | re.DOTALL)
@@ -16,6 +18,12 @@ TOCTREE = re.compile(r"^(`{3,}|:{3,})\{toctree\}[^\n]*\n(.*?)^\1[ \t]*$", re.MUL
 
 class ChapterError(Exception):
     """The chapter's table of contents and its notebooks disagree; the message says how."""
+
+
+def _shown(path):
+    """``path`` as a maintainer typed it: relative to the working directory when under it."""
+    relative = os.path.relpath(path)
+    return str(path) if relative.startswith("..") else relative
 
 
 def toc_entries(index_text):
@@ -46,7 +54,10 @@ def notebooks(chapter=None):
         raise ChapterError(f"{index} has no {{toctree}}: add one listing the notebooks in reading order")
     missing = [name for name in entries if not (chapter / f"{name}.ipynb").is_file()]
     if missing:
-        raise ChapterError(f"{index} lists {', '.join(missing)} but {chapter} has no such notebook")
+        files = ", ".join(_shown(chapter / f"{name}.ipynb") for name in missing)
+        raise ChapterError(f"{_shown(index)} lists {', '.join(missing)}, but {files} "
+                           f"{'does' if len(missing) == 1 else 'do'} not exist: add the notebook or remove "
+                           "the entry from the {toctree}")
     unlisted = sorted(path.stem for path in chapter.glob("*.ipynb") if path.stem not in entries)
     if unlisted:
         raise ChapterError(f"{chapter} has {', '.join(n + '.ipynb' for n in unlisted)}, which the {{toctree}} "

@@ -19,9 +19,11 @@ import sys
 
 import nbformat
 
-from d2l_tools import add_frameworks_option, chapter, notebooks
+from d2l_tools import add_frameworks_option, chapter
+from d2l_tools.cells import REMOVE_CELL_TAG, NotebookError, read_notebook
 from d2l_tools.envs import environment_of
-from d2l_tools.kernels import kernel_name
+from d2l_tools.kernels import STATIC_OUTPUT_ENV, kernel_name
+from d2l_tools.split import split_notebook
 
 GPU_FRAMEWORKS = ("pytorch", "jax")
 NOTEBOOKS = ("mlp-scratch", "mlp-concise")
@@ -57,7 +59,7 @@ def on_gpu(nb, framework, epochs=None):
     cells = []
     for cell in nb.cells:
         if cell.cell_type == "code":
-            if notebooks.REMOVE_CELL_TAG in cell.metadata.get("tags", []) and epochs:
+            if REMOVE_CELL_TAG in cell.metadata.get("tags", []) and epochs:
                 continue  # its accuracy bound holds for the full run only
             cell.source = re.sub(r"d2l\.Trainer\(([^)]*)\)",
                                  lambda m: f"d2l.Trainer({m.group(1)}, num_gpus=1)", cell.source)
@@ -74,8 +76,8 @@ def run(framework, name, epochs=None):
     from nbclient import NotebookClient
 
     path = chapter.CHAPTER / f"{name}.ipynb"
-    nb = on_gpu(notebooks.split_notebook(notebooks.read_notebook(path), framework), framework, epochs)
-    env = {**os.environ, **notebooks.STATIC_OUTPUT_ENV}  # a GPU run uses the threads it likes
+    nb = on_gpu(split_notebook(read_notebook(path), framework), framework, epochs)
+    env = {**os.environ, **STATIC_OUTPUT_ENV}  # a GPU run uses the threads it likes
     NotebookClient(nb, kernel_name=kernel_name(framework), timeout=1800,
                    resources={"metadata": {"path": str(path.parent)}}).execute(env=env)
     text = "".join(out.get("text", "") for cell in nb.cells for out in cell.get("outputs", [])
@@ -101,7 +103,7 @@ def main(argv=None):
             for name in NOTEBOOKS:
                 device, accuracy = run(fw, name, args.epochs)
                 print(f"  {name}: parameters on {device}; validation accuracy {', '.join(accuracy)}", flush=True)
-    except (GpuCheckError, notebooks.NotebookError) as err:
+    except (GpuCheckError, NotebookError) as err:
         print(f"gpu-check: error: {err}", file=sys.stderr)
         return 1
     return 0

@@ -1,6 +1,6 @@
 """Register the four d2l Jupyter kernels inside the project's environment.
 
-    python -m d2l_tools.kernels install [--prefix .venv] [--mxnet-python .venv-mxnet/bin/python]
+    python -m d2l_tools kernels install [--prefix .venv] [--mxnet-python .venv-mxnet/bin/python]
 
 Each kernel runs ipykernel in the environment that holds its framework and sets
 ``D2L_FRAMEWORK`` so that ``%%tab`` cells for that framework run and the others are
@@ -36,12 +36,48 @@ QUIET_ENV = {
 }
 
 
+# What a kernel running the chapter's notebooks gets on top of its spec's env, for stored and
+# re-run outputs alike (`notebooks execute`, nbval, the lab check): matplotlib stamps SVG figures
+# with the current date unless SOURCE_DATE_EPOCH is set; D2L_PROGRESS=static makes training boards
+# emit one final figure instead of animating (nbval ignores clear_output and would see them all).
+STATIC_OUTPUT_ENV = {"SOURCE_DATE_EPOCH": "0", "D2L_PROGRESS": "static"}
+# Two kernels run side by side (--jobs 2) on a 2-core machine, so each gets one compute
+# thread: oversubscribed, PyTorch was measured 12x slower per minibatch.
+ONE_THREAD_ENV = {
+    "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MXNET_CPU_WORKER_NTHREADS": "1",
+    "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1",
+    "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
+}
+REPRODUCIBLE_ENV = {**STATIC_OUTPUT_ENV, **ONE_THREAD_ENV}
+CELL_TIMEOUT = 1200  # seconds one notebook cell may run; a full training run on 2 CPU cores takes minutes
+
+
+class KernelError(Exception):
+    """A d2l kernel is missing; the message says how to install it."""
+
+
 def kernel_name(framework):
     return f"d2l-{framework}"
 
 
 def display_name(framework):
     return f"Python 3 (d2l · {FRAMEWORK_INFO[framework].label})"
+
+
+def notebook_kernelspec(framework):
+    """``metadata.kernelspec`` of a notebook that runs under ``framework``'s kernel."""
+    return {"name": kernel_name(framework), "display_name": display_name(framework), "language": "python"}
+
+
+def require_kernels(frameworks):
+    """Raise KernelError naming the d2l kernels of ``frameworks`` that Jupyter cannot find."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    installed = KernelSpecManager().find_kernel_specs()
+    missing = [kernel_name(fw) for fw in frameworks if kernel_name(fw) not in installed]
+    if missing:
+        raise KernelError(f"Jupyter kernel(s) {', '.join(missing)} not installed: run "
+                          "`python -m d2l_tools kernels install` (part of `make setup`)")
 
 
 def kernel_spec(framework, python):

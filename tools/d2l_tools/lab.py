@@ -38,11 +38,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from d2l_shim import FRAMEWORK_INFO, FRAMEWORKS
-from d2l_tools.envs import ENVIRONMENTS
+from d2l_tools.cells import DEFAULT_SRC, NotebookError, find_notebooks, notebook_text, read_notebook
+from d2l_tools.envs import ENVIRONMENTS, REPO
 from d2l_tools.files import write_atomic
-from d2l_tools.notebooks import DEFAULT_SRC, NotebookError, find_notebooks, notebook_text, read_notebook, split_notebook
+from d2l_tools.split import split_notebook
 
-REPO = Path(__file__).resolve().parents[2]
 VENV = REPO / ENVIRONMENTS["main"].venv  # JupyterLab runs from the main environment
 DEFAULT_OUT = "lab"
 MANIFEST = ".d2l-lab.json"

@@ -33,10 +33,8 @@ from pathlib import Path
 from packaging.markers import Marker
 from packaging.requirements import Requirement
 
-from d2l_tools.envs import ENVIRONMENTS, REQUIREMENTS
+from d2l_tools.envs import ENVIRONMENTS, REPO, REQUIREMENTS
 from d2l_tools.files import write_atomic
-
-REPO = Path(__file__).resolve().parents[2]
 RESOLUTION = ["--universal", "--fork-strategy", "fewest", "--generate-hashes"]  # the module docstring says why
 
 

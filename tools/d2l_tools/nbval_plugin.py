@@ -11,15 +11,60 @@ Each notebook cell test also records how it was compared as the JUnit property
 ``d2l_compare``: ``exact`` (the strict defaults), ``tolerant`` (the cell declares
 ``metadata.d2l.compare``) or ``ignored`` (tagged ``nbval-ignore-output``); ``make test``
 counts them in its summary.
+
+``nbval_command`` is the command line that runs it on one framework's split notebooks.
 """
 
 import os
+import re
+import sys
+from pathlib import Path
 
 import pytest
 
 from d2l_tools.compare import Policy, PolicyError, compare_outputs
+from d2l_tools.kernels import CELL_TIMEOUT, kernel_name
 
 COMPARE_PROPERTY = "d2l_compare"
+SANITIZE_CFG = Path(__file__).with_name("nbval_sanitize.cfg")
+
+
+def nbval_command(framework, folder, junit_xml=None, timeout=CELL_TIMEOUT, python=sys.executable):
+    """The pytest command line for nbval on one framework's split notebooks in ``folder``.
+
+    Works from any directory; test ids are relative to the split root, so they start with the
+    framework: ``pytorch/chapter_mlp/mlp.ipynb::Cell 3``. Run it with
+    ``d2l_tools.kernels.REPRODUCIBLE_ENV`` in the environment, as the stored outputs were made.
+    """
+    folder = Path(folder).resolve()
+    command = [
+        str(python), "-m", "pytest", str(folder),
+        f"--rootdir={folder.parent}",
+        "-p", "d2l_tools.nbval_plugin",  # tolerant comparison (also loaded by its entry point)
+        "--nbval",  # every cell's output is compared unless tagged nbval-ignore-output
+        f"--nbval-kernel-name={kernel_name(framework)}",
+        f"--nbval-sanitize-with={SANITIZE_CFG}",
+        f"--nbval-cell-timeout={timeout}",
+        "-p", "no:cacheprovider",  # nothing written but the results
+        "-v", "--color=no",
+    ]
+    if junit_xml:
+        command.append(f"--junitxml={junit_xml}")
+    return command
+
+
+def sanitizer():
+    """nbval's own sanitizing with our patterns, so that 'same text' means what it means under nbval."""
+    from nbval.plugin import get_sanitize_patterns
+
+    patterns = get_sanitize_patterns(SANITIZE_CFG.read_text(encoding="utf-8"))
+
+    def sanitize(text):
+        for regex, replacement in patterns:
+            text = re.sub(regex, replacement, text)
+        return text
+
+    return sanitize
 
 
 def _framework(item):

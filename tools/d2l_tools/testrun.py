@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from d2l_shim import FRAMEWORKS
-from d2l_tools import add_frameworks_option, notebooks
+from d2l_tools import add_frameworks_option
 from d2l_tools.envs import ENVIRONMENTS
-from d2l_tools.nbval_plugin import COMPARE_PROPERTY
+from d2l_tools.kernels import REPRODUCIBLE_ENV
+from d2l_tools.nbval_plugin import COMPARE_PROPERTY, nbval_command
 from d2l_tools.procs import Results, junit_results, stream
 
 REPO = Path(__file__).resolve().parents[2]
@@ -36,7 +37,7 @@ MAIN_ENV_FRAMEWORKS = ENVIRONMENTS["main"].frameworks
 NOT_UNIT = ["tests/test_notebook_structure.py", "tests/test_browser.py", "tests/test_pdf.py", "tests/test_lab.py",
             "tests/test_compare_notebooks.py"]
 MXNET_UNIT = ["tests/test_core.py", "tests/test_data.py", "tests/test_frameworks.py", "tests/test_imports.py"]
-# Notebook kernels run with one compute thread each (notebooks.ONE_THREAD_ENV), so the nbval
+# Notebook kernels run with one compute thread each (kernels.ONE_THREAD_ENV), so the nbval
 # stages run side by side, one per two cores, at least two and at most one per framework.
 PARALLEL_JOBS = max(2, min(len(FRAMEWORKS), (os.cpu_count() or 2) // 2))
 
@@ -56,9 +57,9 @@ def stages(frameworks=FRAMEWORKS):
     yield [Stage("unit", [PY, *PYTEST, "tests", *unit_ignores], {"D2L_TEST_FRAMEWORKS": ",".join(main_env)})]
     yield [Stage("unit-mxnet", [MXPY, *PYTEST, *MXNET_UNIT], {"D2L_TEST_FRAMEWORKS": "mxnet"}, ("mxnet",))]
     yield [Stage("structure", [PY, *PYTEST, "tests/test_notebook_structure.py"])]
-    yield [Stage("split", [[PY, "-m", "d2l_tools", "notebooks", "split"]])]
-    yield [Stage(f"nbval-{fw}", notebooks.nbval_command(fw, REPO / "build" / "notebooks" / fw, python=PY),
-                 notebooks.REPRODUCIBLE_ENV, (fw,)) for fw in FRAMEWORKS] + \
+    yield [Stage("split", [[PY, "-m", "d2l_tools", "split"]])]
+    yield [Stage(f"nbval-{fw}", nbval_command(fw, REPO / "build" / "notebooks" / fw, python=PY),
+                 REPRODUCIBLE_ENV, (fw,)) for fw in FRAMEWORKS] + \
           [Stage("compare", [PY, *PYTEST, "tests/test_compare_notebooks.py"],
                  {"D2L_TEST_FRAMEWORKS": ",".join(main_env)}, MAIN_ENV_FRAMEWORKS)]
     yield [Stage("book", [[PY, "-m", "d2l_tools", "book", "build"]])]
