@@ -8,12 +8,13 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from d2l_tools import book
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
 from d2l_shim import FRAMEWORKS
-from d2l_tools import book
 
 FIXTURE_CHAPTER = Path(__file__).parent / "fixtures" / "book" / "chapter_mlp"
+LOCK_OWNER = book.LOCK_NAME + ".owner"
 SVG = '<svg xmlns="http://www.w3.org/2000/svg" width="20pt" height="10pt"><rect width="20" height="10"/></svg>\n'
 
 
@@ -143,20 +144,45 @@ def test_svg_and_png_outputs_are_written_as_files_the_page_refers_to():
     assert "<Figure>" not in page.text  # the image wins over its text form
 
 
-def test_simple_html_is_kept_raw_and_anything_else_falls_back_to_text():
+def test_allowed_html_is_published_and_anything_else_is_stripped_or_shown_as_text():
     table = "<table border=\"1\" class=\"dataframe\"><tr><th>a</th><td>1</td></tr></table>"
-    scripted = "<div><script>alert(1)</script></div>"
+    scripted = "<div><script>alert(1)</script>text</div>"
     nb = notebook(
         code("table", [new_output("execute_result", data={"text/html": table, "text/plain": "   a\n0  1"})]),
         code("widget", [new_output("execute_result", data={"text/html": scripted, "text/plain": "Widget()"})]),
+        code("bare", [new_output("display_data", data={"text/html": '<b onclick="x()">bold</b><style>b{}</style>'})]),
     )
-    text = book.convert_notebook(nb, "page").text
-    assert "{raw} html" in text and table in text
-    assert "alert" not in text and "Widget()" in text
-    assert book.is_simple_html(table)
-    assert not book.is_simple_html(scripted)
-    assert not book.is_simple_html('<img src="https://example.org/x.png">')
-    assert not book.is_simple_html('<span onclick="x()">a</span>')
+    page = book.convert_notebook(nb, "page", where="nb.ipynb")
+    raw = re.findall(r"^```\{raw\} html\n(.*?)^```$", page.text, re.MULTILINE | re.DOTALL)
+    # the table as the sanitizer writes it (an HTML5 parser adds the implied <tbody>)
+    assert raw[0] == ('<div class="d2l-output-html">\n<table border="1" class="dataframe"><tbody>'
+                      "<tr><th>a</th><td>1</td></tr></tbody></table>\n</div>\n")
+    # a widget's script: its text/plain form instead, and the build says why
+    assert "alert" not in page.text and "Widget()" in page.text
+    assert raw[1] == '<div class="d2l-output-html">\n<b>bold</b>\n</div>\n'  # no text/plain: what is left
+    assert len(raw) == 2
+    assert len(page.notes) == 2
+    assert "nb.ipynb: cell 1 ('widget')" in page.notes[0] and "<script>" in page.notes[0]
+    assert "text/plain" in page.notes[0]
+    assert "onclick=" in page.notes[1] and "<style>" in page.notes[1]
+
+
+def test_an_svg_output_with_anything_but_drawing_stops_the_build_naming_the_cell():
+    hostile = SVG.replace("<rect ", '<rect onclick="alert(1)" ')
+    nb = notebook(new_markdown_cell("# T"), code("%%tab jax\nplot()", [
+        new_output("display_data", data={"image/svg+xml": hostile, "text/plain": "<Figure>"})]))
+    with pytest.raises(book.BookError) as err:
+        book.convert_notebook(nb, "mlp", where="chapter_mlp/mlp.ipynb")
+    message = str(err.value)
+    assert "chapter_mlp/mlp.ipynb: cell 1 ('%%tab jax')" in message
+    assert "onclick= on <rect> is not allowed" in message
+
+
+def test_an_svg_attachment_is_checked_like_an_output():
+    cell = new_markdown_cell("![fig](attachment:fig.svg)")
+    cell.attachments = {"fig.svg": {"image/svg+xml": SVG.replace("<rect", "<script>x()</script><rect")}}
+    with pytest.raises(book.BookError, match=r"cell 0 .*attachment fig.svg.*<script> is not allowed"):
+        book.convert_notebook(notebook(cell), "page")
 
 
 def test_stream_output_is_cleaned_of_colour_codes_and_overwritten_progress():
@@ -215,6 +241,46 @@ def test_download_links_sit_under_the_title():
     assert rest.index("{download}`PyTorch <_notebooks/mlp-pytorch.ipynb>`") < rest.index("Intro text.")
 
 
+def test_colab_links_sit_under_the_downloads_only_when_a_repository_is_set():
+    nb = notebook(new_markdown_cell("# The Title\n\nIntro text."), code("x = 1"))
+    downloads = [("PyTorch", "_notebooks/mlp-pytorch.ipynb")]
+    colab = book.colab_links("chapter_mlp", "mlp", repo="someone/mlp-book")
+    assert [label for label, _ in colab] == ["PyTorch", "MXNet", "TensorFlow", "JAX"]
+    assert dict(colab)["JAX"] == ("https://colab.research.google.com/github/someone/mlp-book/blob/gh-pages/"
+                                  "notebooks/jax/chapter_mlp/mlp.ipynb")
+    text = book.convert_notebook(nb, "mlp", downloads=downloads, colab=colab).text
+    line = re.search(r"^Open in Colab: (.*)$", text, re.MULTILINE).group(1)
+    assert line.split(" · ") == [f"[{label}]({url})" for label, url in colab]
+    assert text.index("Download this notebook") < text.index("Open in Colab") < text.index("Intro text.")
+    assert book.colab_links("chapter_mlp", "mlp", repo="") is None
+    assert "Colab" not in book.convert_notebook(nb, "mlp", downloads=downloads, colab=None).text
+
+
+def test_colab_links_follow_the_repository_setting(monkeypatch):
+    monkeypatch.delenv("D2L_REPOSITORY", raising=False)
+    monkeypatch.delenv("GITHUB_REPOSITORY", raising=False)
+    assert book.colab_links("chapter_mlp", "mlp") is None
+    monkeypatch.setenv("GITHUB_REPOSITORY", "ci/book")
+    assert "/github/ci/book/blob/gh-pages/" in book.colab_links("chapter_mlp", "mlp")[0][1]
+    monkeypatch.setenv("D2L_REPOSITORY", "")  # set empty: none, even on GitHub Actions
+    assert book.colab_links("chapter_mlp", "mlp") is None
+    monkeypatch.setenv("D2L_REPOSITORY", "not a repository")
+    with pytest.raises(book.BookError, match="owner/name"):
+        book.colab_links("chapter_mlp", "mlp")
+
+
+def test_the_print_edition_drops_tabbed_only_prose_downloads_and_links():
+    prose = "Read on. <!-- tabbed-only -->Each tab runs in its own kernel.<!-- /tabbed-only --> Then train."
+    nb = notebook(new_markdown_cell(f"# T\n\n{prose}"), code("x = 1"))
+    web = book.convert_notebook(nb, "mlp", downloads=[("JAX", "_notebooks/mlp-jax.ipynb")],
+                                colab=[("JAX", "https://colab.example/x")]).text
+    assert "Each tab runs in its own kernel." in web and "Open in Colab" in web
+    printed = book.convert_notebook(nb, "mlp", printed=True).text
+    assert "kernel" not in printed and "tabbed-only" not in printed
+    assert "Read on. Then train." in printed
+    assert "Download" not in printed and "Colab" not in printed
+
+
 def test_chapter_index_links_point_at_pages():
     text = book.chapter_index("# Chapter\n\nSee [intro](mlp.ipynb).\n\n```{toctree}\nmlp\n```\n", ["mlp"])
     assert "[intro](mlp.md)" in text and text.endswith("```{toctree}\nmlp\n```\n")
@@ -239,7 +305,8 @@ def test_missing_split_notebooks_fail_with_what_to_run(tmp_path):
     assert "python -m d2l_tools.notebooks split" in message
 
 
-def test_source_tree_holds_pages_book_config_and_downloads(tmp_path):
+def test_source_tree_holds_pages_book_config_and_downloads(tmp_path, monkeypatch):
+    monkeypatch.setenv("D2L_REPOSITORY", "")
     make_split(tmp_path / "split", FIXTURE_CHAPTER)
     tree = book.source_tree(FIXTURE_CHAPTER, tmp_path / "split")
     for rel in ("conf.py", "index.md", "_templates/framework-picker.html", "_static/framework-picker.js",
@@ -250,6 +317,21 @@ def test_source_tree_holds_pages_book_config_and_downloads(tmp_path):
     assert tree["chapter_mlp/img/tiny-mlp.svg"] == (FIXTURE_CHAPTER / "img" / "tiny-mlp.svg").read_bytes()
     assert tree["chapter_mlp/_notebooks/mlp-jax.ipynb"] == b'{"stand-in": "jax"}'
     assert "{download}`JAX <_notebooks/mlp-jax.ipynb>`" in tree["chapter_mlp/mlp.md"].decode()
+    assert "Colab" not in tree["chapter_mlp/mlp.md"].decode()
+    # the PDFs' tree: the same pages, no downloads
+    printed = book.source_tree(FIXTURE_CHAPTER, tmp_path / "split", printed=True)
+    assert "chapter_mlp/mlp.md" in printed and not [rel for rel in printed if "_notebooks" in rel]
+    assert "{download}" not in printed["chapter_mlp/mlp.md"].decode()
+
+
+def test_a_hostile_figure_in_img_stops_the_build(tmp_path):
+    chapter = tmp_path / "chapter_mlp"
+    shutil.copytree(FIXTURE_CHAPTER, chapter)
+    figure = chapter / "img" / "tiny-mlp.svg"
+    figure.write_text(figure.read_text().replace("<g ", '<g onmouseover="alert(1)" ', 1))
+    make_split(tmp_path / "split", chapter)
+    with pytest.raises(book.BookError, match=r"tiny-mlp.svg: .*onmouseover= on <g> is not allowed"):
+        book.source_tree(chapter, tmp_path / "split")
 
 
 def test_write_tree_rewrites_only_changes_and_removes_leftovers(tmp_path):
@@ -280,7 +362,9 @@ def test_external_assets_are_found_but_plain_links_are_fine(tmp_path):
 def fixture_book(tmp_path_factory):
     root = tmp_path_factory.mktemp("book")
     make_split(root / "split", FIXTURE_CHAPTER)
-    book.build(FIXTURE_CHAPTER, root / "html", root / "split", root / "src")
+    with pytest.MonkeyPatch.context() as env:  # no repository: no Colab links (test_browser has them)
+        env.setenv("D2L_REPOSITORY", "")
+        book.build(FIXTURE_CHAPTER, root / "html", root / "split", root / "src")
     return root
 
 
@@ -298,6 +382,8 @@ def test_fixture_book_builds_with_tabs_images_downloads_and_no_checks(fixture_bo
     names = sorted(Path(d).name for d in downloads)
     assert names == sorted([f"mlp-{fw}.ipynb" for fw in FRAMEWORKS] + ["mlp.ipynb"])
     assert all((html_dir / d).is_file() for d in downloads)
+    assert "colab.research.google.com" not in page and "Open in Colab" not in page
+    assert not (fixture_book / LOCK_OWNER).exists()  # the build let go of its lock
     assert 'class="d2l-picker"' in page
     assert book.external_assets(html_dir) == []
     assert (html_dir / "_static" / "mathjax" / "tex-chtml.js").is_file()
@@ -307,7 +393,8 @@ def test_fixture_book_builds_with_tabs_images_downloads_and_no_checks(fixture_bo
     assert book.tree_size(html_dir) < 6 * 2**20
 
 
-def test_rebuild_without_changes_rewrites_no_source(fixture_book, capsys):
+def test_rebuild_without_changes_rewrites_no_source(fixture_book, capsys, monkeypatch):
+    monkeypatch.setenv("D2L_REPOSITORY", "")
     book.build(FIXTURE_CHAPTER, fixture_book / "html", fixture_book / "split", fixture_book / "src")
     assert "(0 of " in capsys.readouterr().out
 

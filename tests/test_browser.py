@@ -18,18 +18,16 @@ tested even before the real notebooks exist.
 import os
 import re
 from contextlib import contextmanager
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import nbformat
 import pytest
-
 from d2l_tools import book, chapter
-from d2l_tools.pdf import CHROMIUM, CHROMIUM_FLAGS, LOCAL_HOST, serve  # noqa: F401 (test_lab uses the flags)
-
+from d2l_tools.chromium import ChromiumMissing, launch
+from d2l_tools.envs import REPO
+from d2l_tools.pdf import LOCAL_HOST, serve
 from test_book_convert import FIXTURE_CHAPTER, make_split
 
-REPO = Path(__file__).resolve().parents[1]
 AXE = REPO / "tools" / "browser-checks" / "node_modules" / "axe-core" / "axe.min.js"
 TEX_LEFT_OVER = re.compile(r"\$|\\[()\[\]]|\\[A-Za-z]{2,}")
 WAIT_MS = 15_000
@@ -40,18 +38,20 @@ SERIOUS = ("critical", "serious")
 # ---------------------------------------------------------------- launching
 
 
+@contextmanager
+def headless_chromium():
+    """d2l_tools.chromium's browser; a missing one fails the test with what to install."""
+    try:
+        with launch() as browser:
+            yield browser
+    except ChromiumMissing as err:
+        pytest.fail(str(err))
+
+
 @pytest.fixture(scope="module")
 def browser():
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's browser with "
-                    "`apt-get update && apt-get install -y chromium` (make setup does this)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        # launch() gives a fresh temporary profile each time
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS, headless=True)
+    with headless_chromium() as chromium:
         yield chromium
-        chromium.close()
 
 
 class Session:

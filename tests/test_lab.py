@@ -16,7 +16,6 @@ reader's changed copy is never overwritten.
 
 import json
 import os
-import re
 import shutil
 import signal
 import socket
@@ -24,21 +23,20 @@ import subprocess
 import time
 import urllib.request
 from contextlib import contextmanager
-from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 import nbformat
 import pytest
+from d2l_tools import lab
+from d2l_tools.cells import cell_tab
+from d2l_tools.envs import REPO
+from d2l_tools.kernels import DEFAULT_KERNEL, ONE_THREAD_ENV, display_name
+from d2l_tools.text import strip_ansi
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
+from test_browser import headless_chromium
 
 from d2l_shim import FRAMEWORK_INFO, FRAMEWORKS
-from d2l_tools import lab
-from d2l_tools.kernels import DEFAULT_KERNEL, display_name
-from d2l_tools.notebooks import ONE_THREAD_ENV, cell_tab
-from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from test_browser import CHROMIUM, CHROMIUM_FLAGS
-
-REPO = Path(__file__).resolve().parents[1]
 CHAPTER = REPO / "chapter_mlp"
 SCREENSHOTS = REPO / "build" / "screenshots"
 LOCAL_HOST = "127.0.0.1"
@@ -46,7 +44,6 @@ TRAINING_NOTEBOOK = "mlp-scratch.ipynb"
 RUN_TIMEOUT_S = 900  # a whole training notebook on a busy 2-core machine
 WAIT_MS = 60_000
 GENERIC_KERNEL = "Python 3 (ipykernel)"
-ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 def lab_frameworks():
@@ -149,7 +146,7 @@ def test_jupyter_command_binds_the_address_it_is_given_and_allows_root_only_as_r
     command = lab.jupyter_lab_command("lab")
     assert f"--ServerApp.ip={LOCAL_HOST}" in command and "--ServerApp.port_retries=0" in command
     assert ("--allow-root" in command) == (uid == 0)
-    assert f"--ServerApp.ip=0.0.0.0" in lab.jupyter_lab_command("lab", ip="0.0.0.0")
+    assert "--ServerApp.ip=0.0.0.0" in lab.jupyter_lab_command("lab", ip="0.0.0.0")
 
 
 # ---------------------------------------------------------------- serving JupyterLab
@@ -257,14 +254,8 @@ def lab_server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's browser with `make chromium`")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS, headless=True)
+    with headless_chromium() as chromium:
         yield chromium
-        chromium.close()
 
 
 @pytest.fixture
@@ -376,7 +367,7 @@ def has_image(cell):
 
 
 def errors_in(nb):
-    return [(i, o.ename, ANSI.sub("", o.evalue)[:200]) for i, cell in enumerate(nb.cells) if cell.cell_type == "code"
+    return [(i, o.ename, strip_ansi(o.evalue)[:200]) for i, cell in enumerate(nb.cells) if cell.cell_type == "code"
             for o in cell.outputs if o.output_type == "error"]
 
 
@@ -472,7 +463,7 @@ def test_wrong_kernel_shows_one_clear_error(lab_server, page):
     error_cell = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell.jp-CodeCell").nth(1)
     error_cell.scroll_into_view_if_needed()
     screenshot(page, "wrong-kernel")
-    outputs = [[ANSI.sub("", t).strip() for t in cell] for cell in cell_outputs(page)]
+    outputs = [[strip_ansi(t).strip() for t in cell] for cell in cell_outputs(page)]
     texts = [t for cell in outputs for t in cell]
     prompts = page.evaluate(CODE_PROMPTS)
     errors = [(i, t) for i, cell in enumerate(outputs) for t in cell if "Error" in t]

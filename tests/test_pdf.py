@@ -8,15 +8,14 @@ code cell is rendered to ``build/screenshots/pdf-<framework>.png`` to look at.
 """
 
 import re
-from pathlib import Path
 
 import nbformat
 import pytest
+from d2l_tools import chapter
+from d2l_tools.cells import cell_body, cell_tab
+from d2l_tools.envs import REPO
 
 from d2l_shim import FRAMEWORK_INFO, FRAMEWORKS
-from d2l_tools import chapter
-from d2l_tools.envs import REPO
-from d2l_tools.cells import cell_body, cell_tab
 
 PDF_DIR = REPO / "build" / "pdf"
 SCREENSHOTS = REPO / "build" / "screenshots"

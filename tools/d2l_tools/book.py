@@ -14,47 +14,61 @@ what changed.
 
 A notebook with an error output, a cell never run by ``make notebooks`` or outputs older
 than their cell's source is not published: the build stops and names the notebook and cell.
+Outputs are treated as untrusted (d2l_tools.sanitize): HTML is cleaned by nh3 to an allowlist
+(when that takes anything out, the page shows the output's text/plain form and the build says
+so); an SVG with anything beyond drawing stops the build, naming the cell and what is wrong.
+
+Under each page's title: the notebook's downloads (per framework, and the tabbed one) and,
+when a GitHub repository is configured (``D2L_REPOSITORY``, else ``GITHUB_REPOSITORY``),
+"Open in Colab" links to the per-framework editions the workflow publishes on ``gh-pages``.
+Two builds into the same ``build/`` run one after the other: the second waits for the first's
+lock (``build/.book.lock``) and says so.
 """
 
 import argparse
 import base64
 import hashlib
-import html.parser
 import importlib.util
 import os
 import re
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from d2l_shim import FRAMEWORK_INFO, FRAMEWORKS
 from d2l_shim.tab import TabMarkerError
 from d2l_tools import add_frameworks_option
+from d2l_tools.cells import (
+    NotebookError,
+    cell_body,
+    cell_tab,
+    describe,
+    read_notebook,
+    source_sha256,
+)
+from d2l_tools.chapter import ChapterError
+from d2l_tools.chapter import notebooks as chapter_notebooks
+from d2l_tools.editions import EditionError, repository, strip_tabbed_only
+from d2l_tools.envs import REPO
 from d2l_tools.files import write_atomic
-from d2l_tools.chapter import ChapterError, notebooks as chapter_notebooks
-from d2l_tools.notebooks import NotebookError, cell_body, cell_tab, describe, read_notebook, source_sha256
+from d2l_tools.sanitize import sanitize_html, svg_problems
+from d2l_tools.text import output_text, strip_ansi
 
-REPO = Path(__file__).resolve().parents[2]
 BOOK_DIR = REPO / "book"  # Sphinx project: conf.py, index.md, _static/, _templates/
 
 SYNC_GROUP = "framework"
 
 # Notebook set-up lines that mean nothing to a reader of the book; dropped everywhere.
 SETUP_LINE = re.compile(r"^\s*%(load_ext|matplotlib)\b.*$")
-ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 IPYNB_LINK = re.compile(r"\]\((?:\./)?([\w.-]+)\.ipynb(#[^)\s]*)?\)")
 
 IMAGE_TYPES = {"image/svg+xml": "svg", "image/png": "png", "image/jpeg": "jpg"}
-# text/html is published only when it uses nothing but these (tables, simple markup):
-# no scripts, styles, links or anything else that could load from another host.
-SAFE_HTML_TAGS = {
-    "table", "thead", "tbody", "tfoot", "tr", "th", "td", "caption", "colgroup", "col",
-    "div", "span", "p", "br", "b", "i", "em", "strong", "code", "pre", "small", "sub", "sup",
-    "ul", "ol", "li",
-}
-SAFE_HTML_ATTRS = {"class", "colspan", "rowspan", "align", "valign", "border", "title"}
+# Where "Open in Colab" finds a notebook: the per-framework editions (build/notebooks/, laid
+# out <framework>/<chapter>/<name>.ipynb) as the GitHub workflow publishes them on gh-pages.
+COLAB_URL = "https://colab.research.google.com/github/{repository}/blob/gh-pages/notebooks/{framework}/{chapter}/{name}.ipynb"
 
 
 class BookError(Exception):
@@ -67,6 +81,7 @@ class Page:
 
     text: str
     files: dict = field(default_factory=dict)
+    notes: list = field(default_factory=list)  # what was left out of an output, and why
 
 
 # ---------------------------------------------------------------- MyST building blocks
@@ -97,63 +112,28 @@ def directive(name, argument="", options=(), body=""):
 # ---------------------------------------------------------------- outputs
 
 
-def _text(value):
-    return "".join(value) if isinstance(value, list) else value
-
-
 def _clean_stream(text):
     """Terminal text as the reader saw it last: no colour codes, progress overwritten by \\r."""
-    text = ANSI_ESCAPE.sub("", text)
     lines = []
-    for line in text.split("\n"):
+    for line in strip_ansi(text).split("\n"):
         parts = [part for part in line.split("\r") if part]
         lines.append(parts[-1] if parts else "")
     return "\n".join(lines)
 
 
-class _SafeHtmlCheck(html.parser.HTMLParser):
-    def __init__(self):
-        super().__init__(convert_charrefs=True)
-        self.safe = True
-
-    def handle_starttag(self, tag, attrs):
-        if tag not in SAFE_HTML_TAGS or any(name not in SAFE_HTML_ATTRS for name, _ in attrs):
-            self.safe = False
-
-    handle_startendtag = handle_starttag
-
-    def handle_endtag(self, tag):
-        if tag not in SAFE_HTML_TAGS:
-            self.safe = False
-
-    def handle_comment(self, data):
-        self.safe = False
-
-    def handle_decl(self, decl):
-        self.safe = False
-
-    def handle_pi(self, data):
-        self.safe = False
-
-
-def is_simple_html(markup):
-    """True when ``markup`` uses only plain tags and attributes (see SAFE_HTML_TAGS)."""
-    checker = _SafeHtmlCheck()
-    checker.feed(markup)
-    checker.close()
-    return checker.safe
-
-
 class Converter:
     """Turns one tabbed notebook into a :class:`Page`."""
 
-    def __init__(self, nb, name, where, known_pages=(), downloads=None):
+    def __init__(self, nb, name, where, known_pages=(), downloads=None, colab=None, printed=False):
         self.nb = nb
         self.name = name  # page name, e.g. "mlp"
         self.where = where  # notebook path for messages
         self.known_pages = set(known_pages)
         self.downloads = downloads  # [(label, path relative to the page)] or None
+        self.colab = colab  # [(label, URL)] or None
+        self.printed = printed  # the PDFs' source: tabbed-only prose left out
         self.files = {}
+        self.notes = []
 
     # -- messages
 
@@ -203,28 +183,55 @@ class Converter:
         lines = [line for line in cell_body(cell).split("\n") if not SETUP_LINE.match(line)]
         return "\n".join(lines).strip("\n")
 
+    def _image(self, raw, mime, place):
+        """The bytes of an image output or attachment; an SVG must pass svg_problems."""
+        if mime != "image/svg+xml":
+            return base64.b64decode(raw)
+        problems = svg_problems(raw)
+        if problems:
+            raise BookError(
+                f"{place} has an SVG image the book will not publish: {'; '.join(problems[:5])}. "
+                "A figure may hold drawing only (d2l_tools.sanitize lists what is allowed): "
+                "remove the output or draw it with matplotlib."
+            )
+        return raw.encode("utf-8")
+
+    def _render_html(self, index, cell, data):
+        """The output's text/html through the sanitizer; its text/plain if that took something out."""
+        clean, stripped = sanitize_html(output_text(data["text/html"]))
+        if stripped:
+            shown = "its text/plain form" if "text/plain" in data else "what is left of it"
+            self.notes.append(f"{self._cell_place(index, cell)}: its HTML output uses {', '.join(stripped)}, "
+                              f"which the book does not publish; the page shows {shown}")
+            if "text/plain" in data:
+                return None
+        body = clean.strip("\n")
+        if not body:
+            return ""
+        fence = _fence("`", body)
+        return f'{fence}{{raw}} html\n<div class="d2l-output-html">\n{body}\n</div>\n{fence}'
+
     def _render_output(self, index, cell, out):
         if out.output_type == "stream":
             css = "d2l-output d2l-output-stderr" if out.get("name") == "stderr" else "d2l-output"
-            text = _clean_stream(_text(out.text)).strip("\n")
+            text = _clean_stream(output_text(out.text)).strip("\n")
             return code_block(text, "none", css) if text else None
         data = out.get("data", {})
         for mime, extension in IMAGE_TYPES.items():
             if mime in data:
-                raw = _text(data[mime])
-                blob = raw.encode("utf-8") if mime == "image/svg+xml" else base64.b64decode(raw)
+                blob = self._image(output_text(data[mime]), mime, self._cell_place(index, cell))
                 options = [("alt", "Figure made by the code above"), ("class", "d2l-output-image")]
                 width = out.get("metadata", {}).get(mime, {}).get("width")
                 if width:
                     options.append(("width", f"{width}px"))
                 opts = "".join(f":{k}: {v}\n" for k, v in options)
                 return f"```{{image}} {self._add_file(blob, extension)}\n{opts}```"
-        if "text/html" in data and is_simple_html(_text(data["text/html"])):
-            body = _text(data["text/html"]).strip("\n")
-            fence = _fence("`", body)
-            return f'{fence}{{raw}} html\n<div class="d2l-output-html">\n{body}\n</div>\n{fence}'
+        if "text/html" in data:
+            shown = self._render_html(index, cell, data)
+            if shown is not None:
+                return shown or None
         if "text/plain" in data:
-            text = _clean_stream(_text(data["text/plain"])).strip("\n")
+            text = _clean_stream(output_text(data["text/plain"])).strip("\n")
             return code_block(text, "none", "d2l-output") if text else None
         raise BookError(
             f"{self._cell_place(index, cell)} has an output the book cannot show "
@@ -260,19 +267,29 @@ class Converter:
             items.append(directive("tab-item", label, [("sync", framework)], f"{heading}\n\n{body}"))
         return directive("tab-set", options=[("sync-group", SYNC_GROUP)], body="\n\n".join(items))
 
-    def _render_markdown(self, cell):
+    def _render_markdown(self, index, cell):
         text = cell.source
+        if self.printed:
+            try:
+                text = strip_tabbed_only(text)
+            except EditionError as err:
+                raise BookError(f"{self._cell_place(index, cell)}: {err}") from None
         for name, bundle in cell.get("attachments", {}).items():
             mime = next((m for m in IMAGE_TYPES if m in bundle), None)
             if mime:
-                raw = _text(bundle[mime])
-                blob = raw.encode("utf-8") if mime == "image/svg+xml" else base64.b64decode(raw)
+                blob = self._image(output_text(bundle[mime]), mime, f"{self._cell_place(index, cell)} (attachment {name})")
                 text = text.replace(f"attachment:{name}", self._add_file(blob, IMAGE_TYPES[mime]))
         return rewrite_notebook_links(text, self.known_pages)
 
     def _download_line(self):
-        links = " · ".join(f"{{download}}`{label} <{path}>`" for label, path in self.downloads)
-        return directive("container", "d2l-downloads", body=f"Download this notebook: {links}")
+        lines = []
+        if self.downloads:
+            links = " · ".join(f"{{download}}`{label} <{path}>`" for label, path in self.downloads)
+            lines.append(f"Download this notebook: {links}")
+        if self.colab:
+            links = " · ".join(f"[{label}]({url})" for label, url in self.colab)
+            lines.append(f"Open in Colab: {links}")
+        return directive("container", "d2l-downloads", body="\n\n".join(lines))
 
     def convert(self):
         # Keep the cells a reader sees, each as (index, cell, frameworks or None).
@@ -301,13 +318,13 @@ class Converter:
             if cell is None:
                 break
             if cell.cell_type == "markdown":
-                blocks.append(self._render_markdown(cell))
+                blocks.append(self._render_markdown(index, cell))
             else:
                 blocks.append(self._render_code(index, cell))
         blocks = [block.strip("\n") for block in blocks if block.strip()]
-        if self.downloads:
+        if self.downloads or self.colab:
             blocks = _insert_after_title(blocks, self._download_line())
-        return Page("\n\n".join(blocks) + "\n", self.files)
+        return Page("\n\n".join(blocks) + "\n", self.files, self.notes)
 
 
 def _insert_after_title(blocks, extra):
@@ -335,9 +352,25 @@ def rewrite_notebook_links(text, known_pages):
     return IPYNB_LINK.sub(swap, text)
 
 
-def convert_notebook(nb, name, where=None, known_pages=(), downloads=None):
-    """Convert a tabbed notebook (an nbformat v4 node) to a :class:`Page` named ``name``."""
-    return Converter(nb, name, where or f"{name}.ipynb", known_pages, downloads).convert()
+def convert_notebook(nb, name, where=None, known_pages=(), downloads=None, colab=None, printed=False):
+    """Convert a tabbed notebook (an nbformat v4 node) to a :class:`Page` named ``name``.
+
+    ``downloads``: [(label, path)] and ``colab``: [(label, URL)] go under the title;
+    ``printed``: the page is for the PDFs (tabbed-only prose left out).
+    """
+    return Converter(nb, name, where or f"{name}.ipynb", known_pages, downloads, colab, printed).convert()
+
+
+def colab_links(chapter, name, repo=None):
+    """[(framework label, "Open in Colab" URL)] of a page, or None when no repository is set."""
+    try:
+        repo = repository() if repo is None else repo
+    except EditionError as err:
+        raise BookError(str(err)) from None
+    if not repo:
+        return None
+    return [(FRAMEWORK_INFO[fw].label, COLAB_URL.format(repository=repo, framework=fw, chapter=chapter, name=name))
+            for fw in FRAMEWORKS]
 
 
 # ---------------------------------------------------------------- the source tree
@@ -352,8 +385,12 @@ def split_notebook_path(split_dir, framework, chapter, name):
     return Path(split_dir) / framework / chapter / f"{name}.ipynb"
 
 
-def source_tree(src, split_dir):
-    """Every file of the generated Sphinx source tree: {relative path: bytes}."""
+def source_tree(src, split_dir, printed=False, notes=None):
+    """Every file of the generated Sphinx source tree: {relative path: bytes}.
+
+    ``printed``: the tree the PDFs are printed from: no downloads, no tabbed-only prose.
+    ``notes``: a list that receives what was left out of outputs, and why.
+    """
     src = Path(src)
     chapter = src.name
     try:
@@ -369,7 +406,7 @@ def source_tree(src, split_dir):
         for fw in FRAMEWORKS
         if not split_notebook_path(split_dir, fw, chapter, name).is_file()
     ]
-    if missing:
+    if missing and not printed:
         raise BookError(
             "the per-framework notebooks offered for download are missing:\n  "
             + "\n  ".join(missing)
@@ -382,12 +419,22 @@ def source_tree(src, split_dir):
         for path in sorted(BOOK_DIR.rglob("*"))
         if path.is_file() and "__pycache__" not in path.parts
     }
-    tree[f"{chapter}/index.md"] = chapter_index(index.read_text(encoding="utf-8"), pages).encode("utf-8")
+    index_text = index.read_text(encoding="utf-8")
+    if printed:
+        try:
+            index_text = strip_tabbed_only(index_text)
+        except EditionError as err:
+            raise BookError(f"{index}: {err}") from None
+    tree[f"{chapter}/index.md"] = chapter_index(index_text, pages).encode("utf-8")
     for path in sorted(src.rglob("*")):  # figures the text refers to, e.g. img/mlp.svg
         rel = path.relative_to(src)
         hidden = any(part.startswith((".", "_")) for part in rel.parts)
         if path.is_file() and not hidden and path.parent != src:
-            tree[f"{chapter}/{rel.as_posix()}"] = path.read_bytes()
+            data = path.read_bytes()
+            problems = svg_problems(data) if path.suffix == ".svg" else []
+            if problems:
+                raise BookError(f"{path}: the book will not publish this SVG: {'; '.join(problems[:5])}")
+            tree[f"{chapter}/{rel.as_posix()}"] = data
     for name in pages:
         path = notebooks[name]
         downloads_dir = "_notebooks"
@@ -397,10 +444,18 @@ def source_tree(src, split_dir):
             nb = read_notebook(path)
         except NotebookError as err:
             raise BookError(str(err)) from None
-        page = convert_notebook(nb, name, where=str(path), known_pages=pages, downloads=downloads)
+        if printed:  # the PDFs show neither downloads nor links
+            page = convert_notebook(nb, name, where=str(path), known_pages=pages, printed=True)
+        else:
+            page = convert_notebook(nb, name, where=str(path), known_pages=pages, downloads=downloads,
+                                    colab=colab_links(chapter, name))
+        if notes is not None:
+            notes += page.notes
         tree[f"{chapter}/{name}.md"] = page.text.encode("utf-8")
         for rel, data in page.files.items():
             tree[f"{chapter}/{rel}"] = data
+        if printed:
+            continue
         tree[f"{chapter}/{downloads_dir}/{name}.ipynb"] = path.read_bytes()
         for fw in FRAMEWORKS:
             split = split_notebook_path(split_dir, fw, chapter, name)
@@ -529,19 +584,82 @@ def tree_size(root):
     return sum(path.stat().st_size for path in Path(root).rglob("*") if path.is_file())
 
 
+# ---------------------------------------------------------------- one build at a time
+
+LOCK_NAME = ".book.lock"  # in the folder that holds the work tree (build/ by default)
+_locks = {}  # one FileLock per path, so that build_pdfs -> build re-enters the lock it holds
+
+
+@contextmanager
+def build_lock(folder):
+    """Hold the book builds' lock in ``folder``; a second build waits for the first and says so.
+
+    Two builds into the same folders would overwrite each other's files halfway (Sphinx's
+    output, the print page, the PDFs). The lock is the operating system's (filelock), so it
+    goes with its process, however that ends. ``<lock>.owner`` names the holder's pid.
+    """
+    from filelock import FileLock, Timeout
+
+    path = Path(folder) / LOCK_NAME
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = _locks.setdefault(path, FileLock(path))
+    owner = path.with_name(path.name + ".owner")
+    if lock.is_locked:  # this process holds it already
+        with lock:
+            yield
+        return
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        print(f"book: waiting for another book build (pid {_holder(owner)}) to finish ({path})",
+              file=sys.stderr, flush=True)
+        lock.acquire()
+    try:
+        write_atomic(owner, f"{os.getpid()}\n")
+        yield
+    finally:
+        owner.unlink(missing_ok=True)
+        lock.release()
+
+
+def _holder(owner, wait_s=2.0):
+    """The pid in ``owner``, written by the lock's holder right after it took the lock."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return int(owner.read_text())
+        except (OSError, ValueError):
+            if time.monotonic() > deadline:
+                return "unknown"
+            time.sleep(0.05)
+
+
 # ---------------------------------------------------------------- build
 
 
 def build(src, out, split_dir, work, quiet=True, builder="html"):
     """Generate the MyST tree in ``work`` and run ``sphinx-build -W -b builder`` into ``out``.
 
-    ``builder`` is ``html`` for the book, ``singlehtml`` for the page that d2l_tools.pdf prints.
+    ``builder`` is ``html`` for the book, ``singlehtml`` for the page that d2l_tools.pdf
+    prints; that one is generated in ``<work>-print`` without downloads and without the
+    tabbed-only prose. One build at a time per folder of ``work`` (``build_lock``).
     """
-    started = time.monotonic()
     work, out = Path(work), Path(out)
-    tree = source_tree(src, split_dir)
+    with build_lock(work.parent):
+        _build(src, out, split_dir, work, quiet, builder)
+
+
+def _build(src, out, split_dir, work, quiet, builder):
+    started = time.monotonic()
+    printed = builder != "html"
+    if printed:
+        work = work.with_name(f"{work.name}-print")
+    notes = []
+    tree = source_tree(src, split_dir, printed=printed, notes=notes)
+    for note in dict.fromkeys(notes):
+        print(f"book: note: {note}", file=sys.stderr)
     written = write_tree(work, tree)
-    doctrees = work.with_name(f"{work.name}-doctrees" + ("" if builder == "html" else f"-{builder}"))
+    doctrees = work.with_name(f"{work.name}-doctrees")
     command = [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-b", builder,
                "-d", str(doctrees), str(work), str(out)]
     if quiet:
@@ -574,11 +692,12 @@ def build_pdfs(src, split_dir, work, print_dir, pdf_dir, frameworks=FRAMEWORKS, 
     """The single-page book in ``print_dir``, printed to ``pdf_dir/<framework>.pdf``."""
     from d2l_tools import pdf  # Playwright is imported only when PDFs are made
 
-    build(src, print_dir, split_dir, work, quiet=quiet, builder="singlehtml")
-    try:
-        return pdf.print_book(print_dir, pdf_dir, frameworks)
-    except pdf.PdfError as err:
-        raise BookError(str(err)) from None
+    with build_lock(Path(work).parent):  # the print page and the PDFs are written under it too
+        build(src, print_dir, split_dir, work, quiet=quiet, builder="singlehtml")
+        try:
+            return pdf.print_book(print_dir, pdf_dir, frameworks)
+        except pdf.PdfError as err:
+            raise BookError(str(err)) from None
 
 
 def main(argv=None):
@@ -606,11 +725,12 @@ def main(argv=None):
     html_run.add_argument("--no-pdf", action="store_true", help="the HTML book only (no Chromium needed)")
     args = parser.parse_args(argv)
     try:
-        if args.command == "build":
-            build(args.src, args.out, args.split_dir, args.work, quiet=not args.verbose)
-        if args.command == "pdf" or not args.no_pdf:
-            build_pdfs(args.src, args.split_dir, args.work, args.print_dir, args.pdf_dir, args.frameworks,
-                       quiet=not args.verbose)
+        with build_lock(args.work.parent):  # the HTML and the PDFs of one run, together
+            if args.command == "build":
+                build(args.src, args.out, args.split_dir, args.work, quiet=not args.verbose)
+            if args.command == "pdf" or not args.no_pdf:
+                build_pdfs(args.src, args.split_dir, args.work, args.print_dir, args.pdf_dir, args.frameworks,
+                           quiet=not args.verbose)
     except BookError as err:
         print(f"book: error: {err}", file=sys.stderr)
         return 1

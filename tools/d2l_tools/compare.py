@@ -35,6 +35,8 @@ import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 
+from d2l_tools.text import output_text
+
 DEFAULT_SVG_ATOL = 0.01  # points; a hundredth of a point is far below anything visible
 DEFAULT_PNG_MAX_CHANGED = 0.001
 DEFAULT_PIXEL_THRESHOLD = 0.1
@@ -318,10 +320,6 @@ def compare_raster(stored, rerun, policy=Policy(), what="image/png"):
 COMPARERS = {"image/svg+xml": compare_svg, "image/png": compare_raster, "image/jpeg": compare_raster}
 
 
-def _as_text(value):
-    return "".join(value) if isinstance(value, list) else value
-
-
 def output_items(outputs, sanitize=lambda text: text, images=True):
     """``{key: [value, ...]}`` of a cell's outputs, keyed by stream name or MIME type, in order.
 
@@ -333,7 +331,7 @@ def output_items(outputs, sanitize=lambda text: text, images=True):
     for out in outputs:
         kind = out.get("output_type")
         if kind == "stream":
-            text = sanitize(_as_text(out.get("text", "")))
+            text = sanitize(output_text(out.get("text", "")))
             values = items.setdefault(out.get("name", "stdout"), [])
             if previous_stream == out.get("name") and values:
                 values[-1] += text
@@ -349,7 +347,7 @@ def output_items(outputs, sanitize=lambda text: text, images=True):
             if mime in SKIPPED_KEYS or (not images and mime.startswith("image/")):
                 continue
             # JSON outputs hold objects; text outputs may be stored as a list of lines.
-            value = json.dumps(value, sort_keys=True) if mime.endswith("json") else _as_text(value)
+            value = json.dumps(value, sort_keys=True) if mime.endswith("json") else output_text(value)
             if mime not in ("image/png", "image/jpeg"):
                 value = sanitize(value)
             items.setdefault(mime, []).append(value)

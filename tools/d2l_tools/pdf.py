@@ -20,21 +20,18 @@ import functools
 import http.server
 import logging
 import os
+import tempfile
 import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
 from d2l_shim import FRAMEWORK_INFO, FRAMEWORKS
+from d2l_tools import chromium as browsers
+from d2l_tools.envs import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 PRINT_DIR = REPO / "build" / "print"
 PDF_DIR = REPO / "build" / "pdf"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_FLAGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic",
-]
 LOCAL_HOST = "127.0.0.1"
 WAIT_MS = 60_000
 PAGE_MARGIN = {"top": "16mm", "bottom": "16mm", "left": "14mm", "right": "14mm"}
@@ -69,19 +66,13 @@ def serve(directory):
 
 
 @contextmanager
-def chromium(executable=CHROMIUM):
-    """Debian's Chromium, headless, through Playwright."""
-    if not Path(executable).exists():
-        raise PdfError(f"{executable} is missing: `make chromium` installs Debian's browser "
-                       "(or `apt-get install chromium` as root)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(executable), args=CHROMIUM_FLAGS, headless=True)
-        try:
+def chromium(executable=browsers.CHROMIUM):
+    """The headless browser of d2l_tools.chromium; a missing one is a PdfError."""
+    try:
+        with browsers.launch(executable) as browser:
             yield browser
-        finally:
-            browser.close()
+    except browsers.ChromiumMissing as err:
+        raise PdfError(str(err)) from None
 
 
 def wait_until_rendered(page):
@@ -198,13 +189,17 @@ def print_pdf(browser, url, framework, path):
         if foreign:
             raise PdfError(f"the print page asked other hosts for {foreign}")
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
+        # A name of this process's own beside the PDF: a second print never writes over it.
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        tmp = Path(tmp)
         try:
             page.pdf(path=str(tmp), format="A4", margin=PAGE_MARGIN, print_background=True,
                      display_header_footer=True, tagged=True,
                      header_template=HEADER.format(edition=f"{FRAMEWORK_INFO[framework].label} edition"),
                      footer_template=FOOTER)
             add_bookmarks(tmp, headings)
+            os.chmod(tmp, 0o644)  # mkstemp makes it private
             os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
