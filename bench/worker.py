@@ -36,7 +36,6 @@ from chapter_models import CHAPTER_MODELS, accepted, model_class
 from d2l_shim import FRAMEWORK_INFO, FRAMEWORKS
 
 FRAMEWORK_MODULE = {fw.name: fw.package for fw in FRAMEWORK_INFO.values()}
-SHIM_MODULE = {fw.name: f"d2l_shim.{fw.module}" for fw in FRAMEWORK_INFO.values()}
 MODELS = {name: CHAPTER_MODELS[name] for name in ("scratch", "concise")}  # what the bench times
 # The chapter's setting.
 BATCH_SIZE, LR, NUM_HIDDENS = 256, 0.1, 256
@@ -63,7 +62,7 @@ def measure_imports(framework, rounds):
     times = []
     for _ in range(rounds):
         done = subprocess.run([sys.executable, "-c", _IMPORT_SNIPPET, FRAMEWORK_MODULE[framework],
-                               SHIM_MODULE[framework]], capture_output=True, text=True, check=True)
+                               FRAMEWORK_INFO[framework].shim_module], capture_output=True, text=True, check=True)
         times.append([float(value) for value in done.stdout.split()])
     return {"framework": statistics.median(t[0] for t in times), "shim_own": statistics.median(t[1] for t in times)}
 
@@ -207,7 +206,7 @@ def main(argv=None):
 
     imports = measure_imports(args.framework, args.import_rounds) if args.import_rounds else {}
     loops = importlib.import_module(f"loops_{args.framework}")  # bench/ is on sys.path: this script's folder
-    d2l = importlib.import_module(SHIM_MODULE[args.framework])
+    d2l = importlib.import_module(FRAMEWORK_INFO[args.framework].shim_module)
     with contextlib.redirect_stdout(io.StringIO()):
         data = d2l.FashionMNIST(batch_size=BATCH_SIZE)
     arrays = load_arrays(data.channels_last)

@@ -20,6 +20,11 @@ class Framework:
     module: str  # the d2l_shim module a notebook imports: d2l_shim.<module>
     package: str  # the framework's own top-level import
 
+    @property
+    def shim_module(self):
+        """The full name of the module a notebook imports, e.g. ``d2l_shim.torch``."""
+        return f"d2l_shim.{self.module}"
+
 
 _ALL = (
     Framework("pytorch", "PyTorch", "torch", "torch"),

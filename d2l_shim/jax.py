@@ -2,9 +2,17 @@
 
 Models are flax modules, so parameters live outside them, in the trainer's ``state``
 (a flax ``TrainState``): after ``trainer.fit(model, data)`` use ``trainer.state.params``.
+
+Training and evaluation mode, as in d2l: a model with a ``training: bool`` field (read by
+its ``forward``, or given to ``nn.Dropout(deterministic=not self.training)``) runs with
+``training=True`` in training steps, which also pass a fresh dropout key each step
+(``rngs={"dropout": ...}``), and with ``training=False`` in validation, which needs no key.
 """
 
+import contextlib
+import dataclasses
 import logging
+import random
 from dataclasses import field
 from functools import partial
 from typing import Any
@@ -21,6 +29,7 @@ from d2l_shim.devices import Devices
 from d2l_shim.hparams import HyperParameters, add_to_class  # noqa: F401 (re-exported for the book)
 from d2l_shim.plotting import plot, plt, set_axes, set_figsize, show_images, use_svg_display  # noqa: F401
 from d2l_shim.progress import ProgressBoard
+from d2l_shim.training import run_eagerly  # noqa: F401 (the compiled/eager switch, for readers)
 
 # JAX warns on stderr when it looks for a GPU backend that is not installed; on a CPU-only
 # machine that is expected, and the warning would otherwise land in every notebook.
@@ -42,9 +51,14 @@ relu = jax.nn.relu
 reshape = jnp.reshape
 
 
-def get_key(seed=0):
-    """A fresh PRNG key (JAX has no global random state)."""
-    return jax.random.PRNGKey(seed)
+def get_seed():
+    """A random seed from Python's ``random`` module, as d2l's: ``random.seed(0)`` repeats them."""
+    return random.randint(0, 10**6)
+
+
+def get_key(seed=None):
+    """A PRNG key from ``seed``, or from ``get_seed()`` (JAX has no global random state)."""
+    return jax.random.PRNGKey(get_seed() if seed is None else seed)
 
 # ---------------------------------------------------------------------------------------
 # devices
@@ -117,13 +131,12 @@ class Classifier(Module):
     """Base class of classifiers. ``loss`` returns ``(mean loss, auxiliary state)``, as d2l's does."""
 
     def training_step(self, params, batch, state):
-        (loss, aux), grads = jax.value_and_grad(self.loss, has_aux=True)(params, batch[:-1], batch[-1], state)
+        (loss, aux), grads = loss_and_grads(self, params, batch, state)
         self.plot("loss", loss, train=True)
         return (loss, aux), grads
 
     def validation_step(self, params, batch, state):
-        loss, _ = self.loss(params, batch[:-1], batch[-1], state)
-        training.plot_validation(self, loss, self.accuracy(params, batch[:-1], batch[-1], state))
+        training.plot_validation(self, *loss_and_accuracy(self, params, batch, state))
 
     @partial(jax.jit, static_argnums=(0, 5))
     def accuracy(self, params, X, Y, state, averaged=True):
@@ -134,7 +147,8 @@ class Classifier(Module):
 
     @partial(jax.jit, static_argnums=(0, 5))
     def loss(self, params, X, Y, state, averaged=True):
-        Y_hat = state.apply_fn({"params": params}, *X)
+        # The dropout key is used only where dropout is on (training); d2l passes it the same way.
+        Y_hat = state.apply_fn({"params": params}, *X, rngs={"dropout": state.dropout_rng})
         losses = optax.softmax_cross_entropy_with_integer_labels(
             Y_hat.reshape((-1, Y_hat.shape[-1])), Y.reshape((-1,)))
         return (losses.mean() if averaged else losses), {}
@@ -143,6 +157,25 @@ class Classifier(Module):
         X = jnp.zeros(X_shape)
         params = self.init(key if key is not None else get_key(), X)
         training.print_layer_shapes(self.clone().bind(params).net.layers, X)
+
+
+def loss_and_grads(model, params, batch, state):
+    """``((loss, aux), grads)`` of a ``Classifier``'s loss on ``batch``: its training step, unplotted."""
+    return jax.value_and_grad(model.loss, has_aux=True)(params, batch[:-1], batch[-1], state)
+
+
+def loss_and_accuracy(model, params, batch, state):
+    """A ``Classifier``'s loss and accuracy on ``batch``: what its validation step plots."""
+    loss, _ = model.loss(params, batch[:-1], batch[-1], state)
+    return loss, model.accuracy(params, batch[:-1], batch[-1], state)
+
+
+def in_mode(model, train):
+    """``model`` as applied in training (``train``) or evaluation: a clone with that ``training``
+    field, if it has one. The model itself is never changed: ``jit`` caches its compiled calls
+    on the module's fields and would miss a change made to them after the first call."""
+    has_flag = any(f.name == "training" for f in dataclasses.fields(model))
+    return model.clone(training=train) if has_flag else model
 
 # ---------------------------------------------------------------------------------------
 # optimizer
@@ -197,7 +230,10 @@ class Trainer(training.Trainer):
     """Keeps parameters and optimizer state in ``self.state``; the default steps are one jitted call each.
 
     A model that overrides ``training_step`` (or ``validation_step``) runs that step as
-    written. JAX places the work on a GPU by itself when it has one.
+    written; after ``d2l.run_eagerly()`` every step runs as written with ``jit`` off.
+    ``state.apply_fn`` applies the model in the current pass's mode (see the module's
+    docstring), and each training step moves ``state.dropout_rng`` on to a new key. JAX
+    places the work on a GPU by itself when it has one.
     """
 
     devices = _devices
@@ -217,14 +253,20 @@ class Trainer(training.Trainer):
         self.state = TrainState.create(apply_fn=self.model.apply, params=variables["params"],
                                        batch_stats=variables.get("batch_stats", {}),
                                        dropout_rng=dropout_key, tx=optimizer)
+        self.apply_fns = {train: in_mode(self.model, train).apply for train in (True, False)}
+
+    @contextlib.contextmanager
+    def mode(self, train):
+        self.state = self.state.replace(apply_fn=self.apply_fns[train])
+        with jax.disable_jit() if self.eager else contextlib.nullcontext():
+            yield
 
     def compile_train_step(self):
         """``Classifier.training_step`` (less its plot) and the update, in one jitted call."""
         model = self.model
 
         def step(state, batch):
-            (loss, _), grads = jax.value_and_grad(model.loss, has_aux=True)(
-                state.params, batch[:-1], batch[-1], state)
+            (loss, _), grads = loss_and_grads(model, state.params, batch, state)
             return self._apply(state, grads), loss
 
         compiled = self._compiled(step)
@@ -237,11 +279,7 @@ class Trainer(training.Trainer):
     def compile_val_step(self):
         """What ``Classifier.validation_step`` plots, in one jitted call (XLA shares the forward pass)."""
         model = self.model
-
-        def step(state, batch):
-            loss, _ = model.loss(state.params, batch[:-1], batch[-1], state)
-            return loss, model.accuracy(state.params, batch[:-1], batch[-1], state)
-        return self._compiled(step)
+        return self._compiled(lambda state, batch: loss_and_accuracy(model, state.params, batch, state))
 
     def _compiled(self, step):
         """``step(state, batch)`` jitted, for the current state; a batch's gather goes inside the call."""
@@ -261,10 +299,12 @@ class Trainer(training.Trainer):
         self.model.validation_step(self.state.params, batch, self.state)
 
     def _apply(self, state, grads):
-        """``state`` after one update with ``grads`` (clipped when ``gradient_clip_val`` is set)."""
+        """``state`` after one update with ``grads`` (clipped when ``gradient_clip_val`` is set),
+        with a new dropout key for the next step."""
         if self.gradient_clip_val > 0:
             grads = self.clip_gradients(self.gradient_clip_val, grads)
-        return state.apply_gradients(grads=grads)
+        next_dropout_rng = jax.random.split(state.dropout_rng)[0]
+        return state.apply_gradients(grads=grads).replace(dropout_rng=next_dropout_rng)
 
     def clip_gradients(self, grad_clip_val, grads):
         norm = jnp.sqrt(sum(jnp.sum(g ** 2) for g in jax.tree_util.tree_leaves(grads)))

@@ -1,5 +1,7 @@
 """MXNet flavour of the d2l helpers: ``from d2l_shim import mxnet as d2l``."""
 
+import contextlib
+
 import numpy as onp
 from mxnet import autograd, gluon, np, npx
 from mxnet.gluon import nn
@@ -9,6 +11,7 @@ from d2l_shim.devices import Devices
 from d2l_shim.hparams import HyperParameters, add_to_class  # noqa: F401 (re-exported for the book)
 from d2l_shim.plotting import plot, plt, set_axes, set_figsize, show_images, use_svg_display  # noqa: F401
 from d2l_shim.progress import ProgressBoard  # noqa: F401 (re-exported for the book)
+from d2l_shim.training import run_eagerly  # noqa: F401 (the compiled/eager switch, for readers)
 
 npx.set_np()  # the book uses MXNet's numpy interface throughout
 
@@ -147,7 +150,12 @@ class FashionMNIST(training.FashionMNIST, DataModule):
 
 
 class Trainer(training.Trainer):
-    """Trains on the first ``num_gpus`` GPUs that exist (at most one here), else on the CPU."""
+    """Trains on the first ``num_gpus`` GPUs that exist (at most one here), else on the CPU.
+
+    Every step runs eagerly (the trainer hybridizes nothing), so ``d2l.run_eagerly``
+    changes nothing here. Training mode is autograd's: on inside ``autograd.record()``
+    (each training step), off in validation, where ``autograd.is_training()`` is False.
+    """
 
     devices = _devices
 
@@ -161,6 +169,11 @@ class Trainer(training.Trainer):
         if self.gpus:  # the model's parameters must live where the batches go
             model.set_scratch_params_device(self.gpus[0])
             model.collect_params().reset_ctx(self.gpus[0])
+
+    def mode(self, train):
+        # Training steps switch training mode on themselves (record); validation runs in
+        # predict mode even when fit is called inside autograd.train_mode().
+        return contextlib.nullcontext() if train else autograd.predict_mode()
 
     def train_step(self, batch):
         with autograd.record():  # also puts the model in training mode

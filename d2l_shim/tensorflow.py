@@ -10,6 +10,7 @@ from d2l_shim.devices import Devices
 from d2l_shim.hparams import HyperParameters, add_to_class  # noqa: F401 (re-exported for the book)
 from d2l_shim.plotting import plot, plt, set_axes, set_figsize, show_images, use_svg_display  # noqa: F401
 from d2l_shim.progress import ProgressBoard  # noqa: F401 (re-exported for the book)
+from d2l_shim.training import run_eagerly  # noqa: F401 (the compiled/eager switch, for readers)
 
 # ---------------------------------------------------------------------------------------
 # tensor aliases (d2l's names)
@@ -53,7 +54,10 @@ _cross_entropy = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True,
 class Module(training.ModuleBase, tf.keras.Model):
     """Base class of models: a Keras ``Model`` that knows how to train and plot itself.
 
-    Set ``run_eagerly = True`` on a model to run its default steps eagerly too (see ``Trainer``).
+    ``self.training`` says whether the model runs in training mode, as in d2l: ``None``
+    until ``Trainer`` sets it for each pass (``True`` in training, ``False`` in validation)
+    or a call passes ``training=``, which ``call`` records. A ``forward`` may read it to
+    switch dropout on and off; Keras layers inside (``Dropout``) get it from the call.
     """
 
     def __init__(self, plot_train_per_epoch=2, plot_valid_per_epoch=1):
@@ -61,9 +65,19 @@ class Module(training.ModuleBase, tf.keras.Model):
         # Keras 3 sets an instance attribute `loss = None` (for compile()), which would hide
         # the loss method that d2l models define.
         vars(self).pop("loss", None)
+        self.training = None
 
-    def call(self, X, *args, **kwargs):
-        return self.forward(X, *args)  # Keras may pass training=...; our models do not use it
+    def __call__(self, *args, **kwargs):
+        # A call without `training=` runs in the mode the trainer set; Keras hands the value
+        # on to the layers called inside (its call context), so their dropout follows it.
+        if kwargs.get("training") is None and self.training is not None:
+            kwargs["training"] = self.training
+        return super().__call__(*args, **kwargs)
+
+    def call(self, X, *args, training=None, **kwargs):
+        if training is not None:
+            self.training = training
+        return self.forward(X, *args)
 
     @property
     def trainable_variables(self):
@@ -145,8 +159,8 @@ class Trainer(training.Trainer):
 
     Keras compiles the steps of its own ``fit`` the same way: an eager step costs several
     times its arithmetic here. A model that overrides ``training_step`` (or
-    ``validation_step``), or sets ``run_eagerly = True``, runs that step eagerly.
-    TensorFlow places the work on a GPU by itself when it has one.
+    ``validation_step``) runs that step eagerly; ``d2l.run_eagerly()`` makes every step
+    eager. TensorFlow places the work on a GPU by itself when it has one.
     """
 
     devices = _devices
@@ -154,14 +168,10 @@ class Trainer(training.Trainer):
 
     def compile_train_step(self):
         """``Module.training_step`` (less its plot) and the update, as one graph."""
-        if self.model.run_eagerly:
-            return None
         return _compiled(partial(self._update, loss_of=partial(training.batch_loss, self.model)))
 
     def compile_val_step(self):
         """What ``Classifier.validation_step`` plots, computed in one graph."""
-        if self.model.run_eagerly:
-            return None
         return _compiled(partial(training.batch_loss_and_accuracy, self.model))
 
     def train_step(self, batch):

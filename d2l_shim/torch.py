@@ -12,6 +12,7 @@ from d2l_shim.devices import Devices
 from d2l_shim.hparams import HyperParameters, add_to_class  # noqa: F401 (re-exported for the book)
 from d2l_shim.plotting import plot, plt, set_axes, set_figsize, show_images, use_svg_display  # noqa: F401
 from d2l_shim.progress import ProgressBoard  # noqa: F401 (re-exported for the book)
+from d2l_shim.training import run_eagerly  # noqa: F401 (the compiled/eager switch, for readers)
 
 # ---------------------------------------------------------------------------------------
 # tensor aliases (d2l's names)
@@ -128,7 +129,10 @@ class FashionMNIST(training.FashionMNIST, DataModule):
 
 
 class Trainer(training.Trainer):
-    """Trains on the first ``num_gpus`` GPUs that exist (at most one here), else on the CPU."""
+    """Trains on the first ``num_gpus`` GPUs that exist (at most one here), else on the CPU.
+
+    Every step runs eagerly (nothing is compiled), so ``d2l.run_eagerly`` changes nothing here.
+    """
 
     devices = _devices
 

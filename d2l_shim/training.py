@@ -8,10 +8,18 @@ framework module (``torch``, ``mxnet``, ``tensorflow``, ``jax``) subclasses thes
 supplies only what its framework does differently: how one batch is trained, how arrays
 become tensors and a batch is gathered, where the devices are. The four have the same
 sections in the same order: tensor aliases, devices, models, optimizer, data, trainer.
+
+Compiled or eager: TensorFlow and JAX run a ``Classifier``'s default steps as one compiled
+call each (``tf.function``, ``jax.jit``), which a debugger cannot step into. To step through
+a training step line by line, call ``d2l.run_eagerly()`` (or start Python with
+``D2L_EAGER=1``) before ``fit``: the steps then run as plain Python in every framework (JAX
+also turns its ``jit`` off). PyTorch and MXNet always run eagerly here.
 """
 
 import contextlib
 import math
+import numbers
+import os
 from collections.abc import Sequence
 
 import numpy as np
@@ -111,6 +119,39 @@ class ClassifierBase:
 # ---------------------------------------------------------------------------------------
 # trainer
 
+EAGER_VARIABLE = "D2L_EAGER"  # 1: run every step eagerly (see run_eagerly); 0 or unset: compile
+_eager = None  # what run_eagerly() last set; None: read $D2L_EAGER
+
+
+def run_eagerly(eager=True):
+    """Make every later ``Trainer.fit`` run its steps eagerly (``True``) or compiled (``False``).
+
+    The one switch that TensorFlow's ``tf.function`` steps and JAX's ``jit`` follow; it
+    overrides ``$D2L_EAGER``. Eager steps are slower, but a debugger can stop inside them.
+    """
+    global _eager
+    _eager = bool(eager)
+
+
+def runs_eagerly():
+    """Whether ``fit`` runs its steps eagerly now: ``run_eagerly``'s setting, else ``$D2L_EAGER``."""
+    if _eager is not None:
+        return _eager
+    value = os.environ.get(EAGER_VARIABLE, "").strip()
+    if value not in ("", "0", "1"):
+        raise ValueError(f"{EAGER_VARIABLE}={value!r} is not understood: set it to 1 (run the "
+                         f"training steps eagerly) or 0 (compile them), or unset it")
+    return value == "1"
+
+
+def check_count(owner, name, value, minimum):
+    """Refuse ``value`` unless it is a whole number >= ``minimum`` (a bool is not a count)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{owner}({name}={value!r}): {name} must be a whole number "
+                        f">= {minimum}, not {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{owner}({name}={value!r}): {name} must be >= {minimum}")
+
 
 def keeps_step(model, step, defaults):
     """Whether ``model``'s class runs ``defaults.<step>`` unchanged (it overrides nothing there)."""
@@ -124,19 +165,26 @@ class Trainer(HyperParameters):
 
     * ``train_step(batch)``: run the model's ``training_step`` and update the parameters;
     * ``val_step(batch)``, if the model's ``validation_step`` takes more than the batch (JAX);
-    * ``mode(train)``, if the framework switches the model between training and evaluation;
+    * ``mode(train)``, if the framework switches the model between training and
+      evaluation otherwise than by setting ``model.training`` (the default, as d2l's
+      TensorFlow trainer does);
     * ``devices``, its ``devices.Devices``; ``prepare_batch``/``prepare_model`` to move
       batches and parameters there;
     * optionally ``compile_train_step()`` and ``compile_val_step()`` with
       ``compiles_steps_of = Classifier``: compiled versions of that class's default steps
       (``batch -> loss`` and ``batch -> (loss, accuracy)``, without the plotting). They run
-      instead of the model's steps unless the model overrides them.
+      instead of the model's steps unless the model overrides them, or ``runs_eagerly()``.
+
+    ``max_epochs=0`` is allowed, as in d2l: ``fit`` then prepares the model and trains nothing.
     """
 
     devices = None
     compiles_steps_of = None
+    eager = False  # whether this fit runs its steps eagerly (runs_eagerly() when it began)
 
     def __init__(self, max_epochs, num_gpus=0, gradient_clip_val=0):
+        check_count("Trainer", "max_epochs", max_epochs, minimum=0)
+        check_count("Trainer", "num_gpus", num_gpus, minimum=0)
         self.save_hyperparameters()
         self.gpus = self.devices.first_gpus(num_gpus) if self.devices is not None else []
 
@@ -158,6 +206,7 @@ class Trainer(HyperParameters):
         self.prepare_data(data)
         self.prepare_model(model)
         self.optim = model.configure_optimizers()
+        self.eager = runs_eagerly()
         self.prepare_training()
         self.prepare_steps()
         model.board.reset()  # a re-run gets a new display, with this run's curves only
@@ -175,6 +224,8 @@ class Trainer(HyperParameters):
     def prepare_steps(self):
         """Use the framework's compiled default steps where the model keeps the default ones."""
         model, defaults = self.model, self.compiles_steps_of
+        if self.eager:
+            defaults = None  # the model's own steps, as plain Python
         self.compiled_train_step = self.compile_train_step() if keeps_step(model, "training_step", defaults) else None
         self.compiled_val_step = self.compile_val_step() if keeps_step(model, "validation_step", defaults) else None
 
@@ -216,7 +267,12 @@ class Trainer(HyperParameters):
         self.model.validation_step(batch)
 
     def mode(self, train):
-        """Context in which one pass over the training (``train``) or validation data runs."""
+        """Context in which one pass over the training (``train``) or validation data runs.
+
+        By default it sets ``model.training``, which a model's ``forward`` may read to
+        switch dropout on in training and off in evaluation.
+        """
+        self.model.training = train
         return contextlib.nullcontext()
 
     def compile_train_step(self):
@@ -359,6 +415,7 @@ class FashionMNIST(DataModule):
     """
 
     def __init__(self, batch_size=64, resize=(28, 28), root=None, seed=0):
+        check_count(type(self).__name__, "batch_size", batch_size, minimum=1)
         super().__init__(root=root)
         self.save_hyperparameters()
         arrays = _data.load_fashion_mnist(root)

@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 # Framework name -> (its Python package, the d2l_shim module named after it).
 PACKAGES = {fw.name: fw.package for fw in FRAMEWORK_INFO.values()}
-SHIM_MODULES = {fw.name: f"d2l_shim.{fw.module}" for fw in FRAMEWORK_INFO.values()}
+SHIM_MODULES = {fw.name: fw.shim_module for fw in FRAMEWORK_INFO.values()}
 # The environment that holds each framework when it is not the running one.
 VENV_OF = {"pytorch": ".venv", "mxnet": ".venv-mxnet", "tensorflow": ".venv", "jax": ".venv"}
 

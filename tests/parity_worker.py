@@ -32,7 +32,6 @@ from chapter_models import CHAPTER_MODELS, accepted, model_class  # noqa: E402 (
 
 MODELS = CHAPTER_MODELS
 WEIGHT_NAMES = ("W1", "b1", "W2", "b2")
-SHIM_MODULES = {fw.name: f"d2l_shim.{fw.module}" for fw in FRAMEWORK_INFO.values()}
 
 
 def initial_weights(rng, num_inputs=784, num_hiddens=256, num_outputs=10, sigma=0.01,
@@ -173,7 +172,7 @@ def train_steps(framework, kind, weights, X, y, batch_size, lr):
     """Per-step training losses of one epoch of ``d2l.Trainer`` over (X, y) in order."""
     from d2l_shim.plotting import to_numpy
 
-    d2l = importlib.import_module(SHIM_MODULES[framework])
+    d2l = importlib.import_module(FRAMEWORK_INFO[framework].shim_module)
     model = build_model(framework, kind, weights, lr)
     tensors = (d2l.DataModule.to_tensor(np.asarray(X, dtype=np.float32)),
                d2l.DataModule.to_tensor(np.asarray(y).astype(d2l.DataModule.label_dtype)))

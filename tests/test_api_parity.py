@@ -30,7 +30,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO, frameworks_checked, frameworks_under_test, python_for
 
-from d2l_shim import FRAMEWORKS
+from d2l_shim import FRAMEWORK_INFO, FRAMEWORKS
 
 if __name__ != "__main__":  # the script mode at the bottom runs in .venv-mxnet, which has no d2l_tools
     from d2l_tools import chapter
@@ -160,7 +160,7 @@ def describe(framework, request):
     Returns name -> {"exists", "params" (or "params_error"), "methods": {name: params or
     None if missing}, "bases": {base: is a subclass}, "same_as_target"} as plain JSON data.
     """
-    module = importlib.import_module({"pytorch": "d2l_shim.torch"}.get(framework, f"d2l_shim.{framework}"))
+    module = importlib.import_module(FRAMEWORK_INFO[framework].shim_module)
     found = {}
     for name, wanted in request.items():
         if not hasattr(module, name):
