@@ -26,6 +26,7 @@ def no_settings(monkeypatch):
 
 # --- strip_tabbed_only ---------------------------------------------------------------------
 
+
 def test_a_sentence_inside_a_paragraph_goes_with_its_space():
     text = "Every cell runs. <!-- tabbed-only -->A kernel runs only its cells.<!-- /tabbed-only --> We train."
     assert strip_tabbed_only(text) == "Every cell runs. We train."
@@ -42,15 +43,21 @@ def test_several_spans_and_text_without_spans():
     assert strip_tabbed_only("no spans here\n\nat all") == "no spans here\n\nat all"
 
 
-@pytest.mark.parametrize("text", ["a <!-- tabbed-only --> never closed",
-                                  "closed <!-- /tabbed-only --> without opening",
-                                  "a <!--tabbed-only-->typo<!-- /tabbed-only -->"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a <!-- tabbed-only --> never closed",
+        "closed <!-- /tabbed-only --> without opening",
+        "a <!--tabbed-only-->typo<!-- /tabbed-only -->",
+    ],
+)
 def test_an_unbalanced_or_misspelt_marker_is_an_error(text):
     with pytest.raises(EditionError, match="tabbed-only"):
         strip_tabbed_only(text)
 
 
 # --- settings -------------------------------------------------------------------------------
+
 
 def test_repository_comes_from_d2l_repository_then_github_repository(monkeypatch):
     assert repository() == ""
@@ -78,10 +85,14 @@ def test_install_arguments_by_name_from_pages_or_from_the_setting(monkeypatch):
 
 # --- reader_edition -------------------------------------------------------------------------
 
+
 def check_edition(edition, framework):
     """What every edition must be; returns its code cells."""
-    assert edition.metadata["kernelspec"] == {"name": "python3", "display_name": "Python 3 (ipykernel)",
-                                              "language": "python"}
+    assert edition.metadata["kernelspec"] == {
+        "name": "python3",
+        "display_name": "Python 3 (ipykernel)",
+        "language": "python",
+    }
     code = [cell for cell in edition.cells if cell.cell_type == "code"]
     assert code[0].id == "d2l-install"
     assert "%pip install --quiet" in code[0].source and f"d2l-shim[{framework}]" in code[0].source
@@ -121,14 +132,16 @@ CHAPTER = find_notebooks(REPO / "chapter_mlp")
 @pytest.mark.parametrize("path", CHAPTER, ids=lambda path: path.name)
 def test_the_chapter_editions(path):
     tabbed = read_notebook(path)
-    spans = [span.strip() for cell in tabbed.cells if cell.cell_type == "markdown"
-             for span in SPAN.findall(cell.source)]
+    spans = [
+        span.strip() for cell in tabbed.cells if cell.cell_type == "markdown" for span in SPAN.findall(cell.source)
+    ]
     for framework in FRAMEWORKS:
         split = split_notebook(tabbed, framework, folder=path.parent)
         edition = reader_edition(split, framework)
         code = check_edition(edition, framework)
         assert edition.cells.index(code[0]) <= next(
-            i for i, cell in enumerate(split.cells) if cell.cell_type == "code"), "install cell is not the first code"
+            i for i, cell in enumerate(split.cells) if cell.cell_type == "code"
+        ), "install cell is not the first code"
         # Nothing but the extension's line and the spans was lost.
         expected = [c.source.replace("%load_ext d2l_shim.tab\n", "") for c in split.cells if c.cell_type == "code"]
         assert [cell.source for cell in code[1:]] == [s for s in expected if s.strip()]
@@ -138,6 +151,7 @@ def test_the_chapter_editions(path):
 
 
 # --- the install cell, run by IPython -------------------------------------------------------
+
 
 def run_cells(sources, timeout=120):
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in sources])
@@ -150,8 +164,9 @@ def test_the_install_cell_does_nothing_when_everything_imports_and_stops_mxnet_o
     # This environment has d2l_shim and JAX: the cell must not run pip (which would print).
     # It has no MXNet: on a Python newer than 3.11 (faked here) that cell stops with one line.
     fake_312 = "import sys\nsys.version_info = (3, 12, 4, 'final', 0)\nsys.version = '3.12.4 (fake)'"
-    jax_outputs, _, mxnet_outputs = run_cells([editions.install_cell_source("jax"), fake_312,
-                                               editions.install_cell_source("mxnet")])
+    jax_outputs, _, mxnet_outputs = run_cells(
+        [editions.install_cell_source("jax"), fake_312, editions.install_cell_source("mxnet")]
+    )
     assert jax_outputs == []
     assert len(mxnet_outputs) == 1 and mxnet_outputs[0].output_type == "error"
     error = mxnet_outputs[0]

@@ -8,8 +8,18 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.version import Version
 
-from d2l_tools.lock import (ENVIRONMENTS, REPO, REQUIREMENTS, conda_python, environment_pins, in_file_lines,
-                            normalise, read_lock, read_pins, requirement_names)
+from d2l_tools.lock import (
+    ENVIRONMENTS,
+    REPO,
+    REQUIREMENTS,
+    conda_python,
+    environment_pins,
+    in_file_lines,
+    normalise,
+    read_lock,
+    read_pins,
+    requirement_names,
+)
 
 ENV_NAMES = sorted(ENVIRONMENTS)
 
@@ -36,15 +46,19 @@ def test_conda_file_pins_what_the_lock_pins(env):
         assert version, f"{conda_file.name}: {entry!r} is not pinned with =="
         assert locked.get(normalise(name)) == version, (
             f"{conda_file.name} pins {name}=={version} but the lock has {locked.get(normalise(name))} "
-            f"for Python {python}: run `make lock`")
+            f"for Python {python}: run `make lock`"
+        )
     assert "-e ." in entries, f"{conda_file.name} must install d2l_shim itself (-e .)"
 
 
 @pytest.mark.parametrize("env", ENV_NAMES)
 def test_every_requirement_is_locked_for_every_supported_python(env):
     environment = ENVIRONMENTS[env]
-    in_conda = {normalise(e.partition("==")[0])
-                for e in conda_pip_entries(REPO / environment.conda_file) if not e.startswith("-")}
+    in_conda = {
+        normalise(e.partition("==")[0])
+        for e in conda_pip_entries(REPO / environment.conda_file)
+        if not e.startswith("-")
+    }
     for python in environment.pythons:
         locked = environment_pins(environment, python)
         for text, _ in in_file_lines(environment.in_file):
@@ -52,9 +66,11 @@ def test_every_requirement_is_locked_for_every_supported_python(env):
             version = locked.get(normalise(requirement.name))
             assert version, f"{requirement.name} from {environment.in_file.name} is not locked for Python {python}"
             assert requirement.specifier.contains(version, prereleases=True), (
-                f"{environment.lock_file.name} pins {requirement.name}=={version}, outside {text!r}")
+                f"{environment.lock_file.name} pins {requirement.name}=={version}, outside {text!r}"
+            )
             assert normalise(requirement.name) in in_conda, (
-                f"{requirement.name} from {environment.in_file.name} is missing from {environment.conda_file}")
+                f"{requirement.name} from {environment.in_file.name} is missing from {environment.conda_file}"
+            )
 
 
 @pytest.mark.parametrize("env", ENV_NAMES)
@@ -89,7 +105,8 @@ def test_the_lock_keeps_the_reasons_given_in_the_in_file(env):
         pin_line = next((i for i, line in enumerate(lines) if normalise(line.split("==")[0]) == name), None)
         assert pin_line is not None, f"{environment.lock_file.name} does not pin {text}"
         assert lines[pin_line - 1] == f"# {text}: {comment}", (
-            f"{environment.lock_file.name}: the reason for {text} is not above its pin: run `make lock`")
+            f"{environment.lock_file.name}: the reason for {text} is not above its pin: run `make lock`"
+        )
 
 
 def test_mxnet_environment_keeps_numpy_below_1_24():
@@ -106,7 +123,8 @@ def test_torch_is_pinned_apart_without_hashes_or_build_tag():
     torch = apart[0]
     assert "+" not in torch.version and not torch.hashes
     assert all(pin.name != "torch" for pin in read_lock(main.lock_file)), (
-        "torch in main.lock would pull its CUDA build's hashes into --require-hashes: see torch.txt")
+        "torch in main.lock would pull its CUDA build's hashes into --require-hashes: see torch.txt"
+    )
     assert requirement_names(REQUIREMENTS / main.apart) == ["torch"]
 
 
@@ -116,7 +134,7 @@ def test_the_installed_torchs_own_dependencies_are_locked():
     torch_pin = read_pins(REQUIREMENTS / main.apart, "3.11")["torch"]
     installed = Version(importlib.metadata.version("torch"))
     assert installed.public == torch_pin, f"installed torch {installed} is not torch.txt's {torch_pin}"
-    python = "%d.%d" % sys.version_info[:2]
+    python = "{}.{}".format(*sys.version_info[:2])
     locked = read_pins(main.lock_file, python)
     # Unconditional ones: the CUDA build's extra libraries (marked platform_system == "Linux")
     # are pip's to fetch with that build, and extras are not installed.

@@ -54,8 +54,12 @@ def clone(tmp_path_factory):
 def stale(root, *variables):
     """The stamps ``make -n`` would remake (it prints ``touch <stamp>`` for each)."""
     # -k: a Makefile without one of these stamps still answers for the others.
-    done = run(["make", "-n", "-k", *variables, SPLIT, DIST, HTML, PDF], cwd=root, check=False,
-               env={**os.environ, "MAKEFLAGS": "", "D2L_REPOSITORY": "", "D2L_SHIM_INSTALL": ""})
+    done = run(
+        ["make", "-n", "-k", *variables, SPLIT, DIST, HTML, PDF],
+        cwd=root,
+        check=False,
+        env={**os.environ, "MAKEFLAGS": "", "D2L_REPOSITORY": "", "D2L_SHIM_INSTALL": ""},
+    )
     assert done.returncode == 0 or "No rule to make target" in done.stderr, done.stderr
     return {stamp for stamp in (SPLIT, DIST, HTML, PDF) if f"touch {stamp}" in done.stdout}
 

@@ -24,8 +24,7 @@ def fake_python(path, version, venv=True, exit_code=0):
     path.parent.mkdir(parents=True, exist_ok=True)
     major, minor = (int(part) for part in version.split("."))
     answer = json.dumps({"version": [major, minor], "executable": str(path), "venv": venv})
-    body = f"echo 'pyenv: {path.name}: command not found' >&2; exit {exit_code}" if exit_code \
-        else f"echo '{answer}'"
+    body = f"echo 'pyenv: {path.name}: command not found' >&2; exit {exit_code}" if exit_code else f"echo '{answer}'"
     path.write_text(f"#!/bin/sh\n{body}\n")
     path.chmod(0o755)
     return path
@@ -44,8 +43,7 @@ def sandbox(tmp_path):
 
 def run_finder(env, timeout=30):
     started = time.monotonic()
-    result = subprocess.run([sys.executable, str(FINDER)], env=env, capture_output=True, text=True,
-                            timeout=timeout)
+    result = subprocess.run([sys.executable, str(FINDER)], env=env, capture_output=True, text=True, timeout=timeout)
     return result, time.monotonic() - started
 
 
@@ -173,9 +171,14 @@ def test_without_3_10_or_3_11_it_stops_fast_with_one_message(sandbox):
 def make_commands(*targets):
     """The commands `make -n -B` would run for `targets` (nothing is executed)."""
     # FRAMEWORKS= : all four, whatever subset the surrounding `make test FRAMEWORKS=...` checks.
-    result = subprocess.run(["make", "-n", "-B", "--no-print-directory", "FRAMEWORKS=", *targets], cwd=REPO,
-                            capture_output=True, text=True, timeout=60,
-                            env={**os.environ, "MAKEFLAGS": ""})
+    result = subprocess.run(
+        ["make", "-n", "-B", "--no-print-directory", "FRAMEWORKS=", *targets],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "MAKEFLAGS": ""},
+    )
     assert result.returncode == 0, result.stderr
     return result.stdout
 

@@ -19,8 +19,13 @@ def actionlint(root):
     if not ACTIONLINT.exists():
         pytest.fail(f"{ACTIONLINT} is missing: it comes with requirements/main.lock (make setup)")
     github = Path(root) / ".github"
-    command = [str(ACTIONLINT), "-no-color", "-config-file", str(github / "actionlint.yaml"),
-               *map(str, sorted((github / "workflows").glob("*.yml")))]
+    command = [
+        str(ACTIONLINT),
+        "-no-color",
+        "-config-file",
+        str(github / "actionlint.yaml"),
+        *map(str, sorted((github / "workflows").glob("*.yml"))),
+    ]
     return subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=120)
 
 

@@ -30,12 +30,16 @@ import subprocess
 import sys
 
 WANTED = ((3, 11), (3, 10))  # in order of preference
-PROBE = ("import json, sys, importlib.util as u; print(json.dumps({'version': list(sys.version_info[:2]), "
-         "'executable': sys.executable, 'venv': u.find_spec('ensurepip') is not None}))")
+PROBE = (
+    "import json, sys, importlib.util as u; print(json.dumps({'version': list(sys.version_info[:2]), "
+    "'executable': sys.executable, 'venv': u.find_spec('ensurepip') is not None}))"
+)
 PROBE_TIMEOUT_S = 20
 
-WHY = ("MXNet 1.9.1 needs numpy<1.24, which has no wheels past Python 3.11 "
-       "(and its source build needs distutils, removed in Python 3.12)")
+WHY = (
+    "MXNet 1.9.1 needs numpy<1.24, which has no wheels past Python 3.11 "
+    "(and its source build needs distutils, removed in Python 3.12)"
+)
 HOW = """Install one, then run make again; any of these works:
     pyenv install 3.11
     uv python install 3.11
@@ -46,15 +50,14 @@ HOW = """Install one, then run make again; any of these works:
 
 
 def version_text(version):
-    return "%d.%d" % tuple(version)
+    return "{}.{}".format(*version)
 
 
 def probe(command):
     """{'version': [3, 11], 'executable': ..., 'venv': bool} for an interpreter, or None if it
     cannot be run or does not answer like a Python."""
     try:
-        result = subprocess.run([command, "-c", PROBE], capture_output=True, text=True,
-                                timeout=PROBE_TIMEOUT_S)
+        result = subprocess.run([command, "-c", PROBE], capture_output=True, text=True, timeout=PROBE_TIMEOUT_S)
     except (OSError, subprocess.TimeoutExpired):
         return None
     if result.returncode != 0:
@@ -73,8 +76,9 @@ def pyenv_root():
     pyenv = shutil.which("pyenv")
     if pyenv:
         try:
-            root = subprocess.run([pyenv, "root"], capture_output=True, text=True,
-                                  timeout=PROBE_TIMEOUT_S).stdout.strip()
+            root = subprocess.run(
+                [pyenv, "root"], capture_output=True, text=True, timeout=PROBE_TIMEOUT_S
+            ).stdout.strip()
         except (OSError, subprocess.TimeoutExpired):
             root = ""
         if root:
@@ -91,9 +95,11 @@ def uv_python_dir():
 
 def newest_first(paths):
     """Sort interpreter paths under versioned folders (3.11.2, cpython-3.11.10-...) newest first."""
+
     def key(path):
         digits = [int(part) for part in "".join(c if c.isdigit() else " " for c in path).split()]
         return digits
+
     return sorted(set(paths), key=key, reverse=True)
 
 
@@ -102,8 +108,9 @@ def uv_find(version):
     if not uv:
         return []
     try:
-        result = subprocess.run([uv, "python", "find", version_text(version)], capture_output=True,
-                                text=True, timeout=PROBE_TIMEOUT_S)
+        result = subprocess.run(
+            [uv, "python", "find", version_text(version)], capture_output=True, text=True, timeout=PROBE_TIMEOUT_S
+        )
     except (OSError, subprocess.TimeoutExpired):
         return []
     found = result.stdout.strip()
@@ -129,16 +136,22 @@ def from_environment(value):
     command = shutil.which(value) or value
     info = probe(command)
     if info is None:
-        sys.exit(f"error: MXNET_PYTHON={value} could not be run as a Python interpreter. "
-                 f"Point it at a Python 3.11 (or 3.10), or unset it to let `make` search.")
+        sys.exit(
+            f"error: MXNET_PYTHON={value} could not be run as a Python interpreter. "
+            f"Point it at a Python 3.11 (or 3.10), or unset it to let `make` search."
+        )
     if info["version"] not in WANTED:
-        sys.exit(f"error: MXNET_PYTHON={value} is Python {version_text(info['version'])}, but the MXNet "
-                 f"environment needs Python 3.10 or 3.11: {WHY}. Point MXNET_PYTHON at a Python 3.11 "
-                 f"(or 3.10), or unset it to let `make` search.")
+        sys.exit(
+            f"error: MXNET_PYTHON={value} is Python {version_text(info['version'])}, but the MXNet "
+            f"environment needs Python 3.10 or 3.11: {WHY}. Point MXNET_PYTHON at a Python 3.11 "
+            f"(or 3.10), or unset it to let `make` search."
+        )
     if not info["venv"]:
-        sys.exit(f"error: MXNET_PYTHON={value} is Python {version_text(info['version'])} but cannot make "
-                 f"a virtual environment (no ensurepip); on Debian/Ubuntu install "
-                 f"python{version_text(info['version'])}-venv.")
+        sys.exit(
+            f"error: MXNET_PYTHON={value} is Python {version_text(info['version'])} but cannot make "
+            f"a virtual environment (no ensurepip); on Debian/Ubuntu install "
+            f"python{version_text(info['version'])}-venv."
+        )
     return info["executable"]
 
 
@@ -154,8 +167,10 @@ def search():
             if info is None or info["version"] != version:
                 continue
             if not info["venv"]:
-                notes.append(f"{command} is Python {version_text(version)} but lacks ensurepip "
-                             f"(Debian/Ubuntu: apt install python{version_text(version)}-venv)")
+                notes.append(
+                    f"{command} is Python {version_text(version)} but lacks ensurepip "
+                    f"(Debian/Ubuntu: apt install python{version_text(version)}-venv)"
+                )
                 continue
             return info["executable"], notes
     return None, notes
@@ -169,11 +184,15 @@ def main():
     if found:
         print(found)
         return
-    looked = (f"python3.11, python3.10 and python3 on PATH; pyenv's versions in {pyenv_root()}; "
-              f"uv's Pythons in {uv_python_dir()}" + (" and `uv python find`" if shutil.which("uv") else ""))
+    looked = (
+        f"python3.11, python3.10 and python3 on PATH; pyenv's versions in {pyenv_root()}; "
+        f"uv's Pythons in {uv_python_dir()}" + (" and `uv python find`" if shutil.which("uv") else "")
+    )
     rejected = "".join(f"\n  Rejected: {note}." for note in notes)
-    sys.exit(f"error: the MXNet environment (.venv-mxnet) needs Python 3.11 or 3.10, and none was found.\n"
-             f"  Why: {WHY}.\n  Looked at: {looked}.{rejected}\n  {HOW}")
+    sys.exit(
+        f"error: the MXNet environment (.venv-mxnet) needs Python 3.11 or 3.10, and none was found.\n"
+        f"  Why: {WHY}.\n  Looked at: {looked}.{rejected}\n  {HOW}"
+    )
 
 
 if __name__ == "__main__":

@@ -58,8 +58,10 @@ def strip_tabbed_only(markdown):
     stripped = TABBED_ONLY.sub("", markdown)
     stray = TABBED_ONLY_MARKER.search(stripped)
     if stray:
-        raise EditionError(f"unbalanced or misspelt {stray.group(0)!r} near {stripped[stray.start():][:60]!r}: "
-                           "write each span as <!-- tabbed-only --> ... <!-- /tabbed-only -->")
+        raise EditionError(
+            f"unbalanced or misspelt {stray.group(0)!r} near {stripped[stray.start() :][:60]!r}: "
+            "write each span as <!-- tabbed-only --> ... <!-- /tabbed-only -->"
+        )
     stripped = re.sub(r"[ \t]+\n", "\n", stripped)  # a span that ended a line leaves no trailing space
     return re.sub(r"\n{3,}", "\n\n", stripped).strip("\n")
 
@@ -71,8 +73,10 @@ def repository():
         value = os.environ.get("GITHUB_REPOSITORY", "")
     value = value.strip().strip("/")
     if value and not REPOSITORY_NAME.fullmatch(value):
-        raise EditionError(f"{REPOSITORY_SETTING}={value!r} is not a GitHub repository: write it as owner/name, "
-                           "or set it empty for none")
+        raise EditionError(
+            f"{REPOSITORY_SETTING}={value!r} is not a GitHub repository: write it as owner/name, "
+            "or set it empty for none"
+        )
     return value
 
 
@@ -107,12 +111,12 @@ def install_cell_source(framework):
         f"# This notebook needs d2l-shim (the book's helpers) and {label}: pip installs them here",
         "# unless both import already.",
         "import importlib.util",
-        "import sys",
+        *(["import sys"] if framework == "mxnet" else []),
         "",
         f'if not all(importlib.util.find_spec(name) for name in ("d2l_shim", "{package}")):',
     ]
     if framework == "mxnet":
-        newest = "%d.%d" % MXNET_NEWEST_PYTHON
+        newest = ".".join(map(str, MXNET_NEWEST_PYTHON))
         lines += [
             f"    if sys.version_info[:2] > {MXNET_NEWEST_PYTHON}:",
             "        class MXNetNeedsOlderPython(RuntimeError):",
@@ -120,7 +124,8 @@ def install_cell_source(framework):
             "                return [f'{type(self).__name__}: {self}']",
             "",
             "        raise MXNetNeedsOlderPython(",
-            f'            f"MXNet 1.9.1 needs Python {newest} or older and this kernel runs {{sys.version.split()[0]}}: "',
+            f'            f"MXNet 1.9.1 needs Python {newest} or older and this kernel runs '
+            '{sys.version.split()[0]}: "',
             f'            "run this notebook in a Python {newest} environment, or open another framework\'s edition")',
         ]
     lines.append(f"    %pip install --quiet {install_arguments(framework)}")
@@ -136,8 +141,10 @@ def install_cell(framework):
 def _code_without_tab_extension(index, cell):
     source = LOAD_TAB_EXTENSION.sub("", cell.source)
     if source.lstrip().startswith(MARKER):
-        raise EditionError(f"cell {index} still starts with {MARKER}: reader_edition takes a notebook "
-                           "already split for one framework (d2l_tools.split)")
+        raise EditionError(
+            f"cell {index} still starts with {MARKER}: reader_edition takes a notebook "
+            "already split for one framework (d2l_tools.split)"
+        )
     return source
 
 
