@@ -3,10 +3,13 @@
 On a fixture chapter of two tabbed notebooks, with the kernel run replaced by a stand-in that
 records what it was asked to run (the real runs are tested in test_notebook_tools.py): no
 change runs nothing, a changed cell runs only its notebook's pairs, a changed lock file only
-its environment's pairs, and --force runs everything.
+its environment's pairs, and --force runs everything. On a copy of the chapter as a fresh
+clone has it, a re-fetch of the same data runs none of its pairs, and other data runs all.
 """
 
 import copy
+import gzip
+import json
 import shutil
 from pathlib import Path
 
@@ -98,3 +101,72 @@ def test_notebook_names_select_pairs(chapter):
     assert ran == [("two", "jax")]
     with pytest.raises(cells.NotebookError, match="no such notebook: three .*the chapter's are: one, two"):
         cells.find_notebooks(folder, ["three"])
+
+
+# --- the data part of the key: what the files hold, not when they were fetched ---------------
+
+
+def fetch_into(root, fetched_utc, change_a_label=False):
+    """Write the repository's data cache into ``root`` as a new fetch would: new files, a
+    provenance.json with its own time stamp (and, optionally, one test label changed)."""
+    from d2l_shim import data
+
+    source, target = REPO / "data" / "fashion-mnist", root / "fashion-mnist"
+    if target.exists():
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
+    for path in source.iterdir():
+        shutil.copy(path, target / path.name)
+    provenance = json.loads((source / data.PROVENANCE).read_text())
+    provenance["fetched_utc"] = fetched_utc
+    (target / data.PROVENANCE).write_text(json.dumps(provenance, indent=2) + "\n")
+    if change_a_label:
+        labels = target / "t10k-labels-idx1-ubyte.gz"
+        raw = bytearray(gzip.decompress(labels.read_bytes()))
+        raw[-1] = (raw[-1] + 1) % 10
+        labels.write_bytes(gzip.compress(bytes(raw), mtime=0))
+
+
+@pytest.fixture
+def fresh_clone(tmp_path, monkeypatch):
+    """The chapter's notebooks with keys stored against one fetch of the data, as a clone has them."""
+    from d2l_shim import data
+
+    if not all((REPO / "data" / "fashion-mnist" / name).is_file() for name in data.FILES):
+        pytest.fail("this test copies the repository's data cache (data/fashion-mnist): run `make data`")
+    monkeypatch.setenv("D2L_DATA_DIR", str(tmp_path / "data"))
+    fetch_into(tmp_path / "data", "2024-01-01T00:00:00+00:00")
+    folder = tmp_path / "chapter_mlp"
+    shutil.copytree(REPO / "chapter_mlp", folder, ignore=shutil.ignore_patterns("img"))
+    for path in cells.find_notebooks(folder):
+        nb = nbformat.read(str(path), as_version=4)
+        nb.metadata.setdefault("d2l", {})["execution_keys"] = {fw: tool.execution_key(nb, fw) for fw in FRAMEWORKS}
+        nbformat.write(nb, str(path))
+    ran = []
+
+    async def stand_in_run(path, nb, framework, timeout, slots):
+        ran.append((path.stem, framework))
+        run = copy.deepcopy(nb)
+        for cell in run.cells:
+            if cell.cell_type == "code" and framework not in cells.cell_tab(cell).frameworks:
+                cell.outputs = []
+        return run
+
+    monkeypatch.setattr(tool, "_run_under", stand_in_run)
+    monkeypatch.setattr(tool, "require_kernels", lambda frameworks: None)
+    return folder, tmp_path / "data", ran
+
+
+def test_a_refetch_of_the_same_data_runs_nothing(fresh_clone, capsys):
+    folder, data_root, ran = fresh_clone
+    paths = cells.find_notebooks(folder)
+    pairs = len(paths) * len(FRAMEWORKS)
+    fetch_into(data_root, "2030-06-01T12:00:00+00:00")  # same files, fetched again later
+    tool.execute_notebooks(paths, FRAMEWORKS, jobs=2)
+    assert ran == []
+    assert f"executed 0 of {pairs} (notebook, framework) pair(s)" in capsys.readouterr().out
+
+    fetch_into(data_root, "2030-06-01T12:00:00+00:00", change_a_label=True)  # other data
+    tool.execute_notebooks(paths, FRAMEWORKS, jobs=2)
+    assert len(ran) == pairs
+    assert capsys.readouterr().out.count("executing: the data cache changed") == pairs

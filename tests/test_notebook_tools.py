@@ -439,13 +439,13 @@ def test_nbval_passes_good_and_names_bad_cells(tmp_path):
     done = subprocess.run(command, cwd=out, capture_output=True, text=True,
                           env={**os.environ, **REPRODUCIBLE_ENV})
     assert done.returncode == 1
-    # Split code cells: 0 setup, 1 hello, 2 sum, 3 torch, 4 len, 5 plot, 6 clock.
-    # good.ipynb passes, `plt.plot(...);` included (see d2l_tools.nbval_plugin).
+    # Code cells of the reader's edition: 0 install, 1 setup, 2 hello, 3 sum, 4 torch, 5 len,
+    # 6 plot, 7 clock. good.ipynb passes, `plt.plot(...);` included (see d2l_tools.nbval_plugin).
     assert set(re.findall(r"FAILED (\S+::Cell \d+)", done.stdout)) == {
-        "pytorch/chapter_x/bad.ipynb::Cell 1", "pytorch/chapter_x/bad.ipynb::Cell 5"
+        "pytorch/chapter_x/bad.ipynb::Cell 2", "pytorch/chapter_x/bad.ipynb::Cell 6"
     }
     assert "the re-run has no image/png output (the stored cell has)" in done.stdout
-    assert "12 passed" in done.stdout.splitlines()[-1] and "2 failed" in done.stdout.splitlines()[-1]
+    assert "14 passed" in done.stdout.splitlines()[-1] and "2 failed" in done.stdout.splitlines()[-1]
 
 
 def test_check_wants_a_reason_for_every_loosened_comparison(tmp_path):

@@ -8,7 +8,7 @@ stored (its execution key); shared cells must print the same text under every fr
 import asyncio
 import copy
 import hashlib
-import json
+import inspect
 import os
 import sys
 import threading
@@ -42,6 +42,11 @@ from d2l_tools.nbval_plugin import sanitizer
 from d2l_tools.text import strip_ansi
 
 HEARTBEAT = 60  # seconds between "still running" lines during a long cell
+# The clients whose kernels are running a cell (added and removed on the event loop's thread):
+# on Ctrl-C those cells are interrupted before the kernels are shut down. A kernel still
+# starting is not signalled (it would die mid-import); it stops before its first cell.
+_RUNNING = set()
+_STOPPING = threading.Event()  # set on Ctrl-C: no further cell starts
 SHIM_DIR = REPO / "d2l_shim"
 
 
@@ -78,22 +83,12 @@ def _shim_digest():
 
 
 def data_digest(data_dir=None):
-    """The data the notebooks read, by the files' content hashes (not when they were fetched)."""
-    from d2l_shim import data
+    """The data the notebooks read, by the files' content (not when or how they were fetched)."""
+    from d2l_shim.data import DataError, cache_fingerprint
 
-    # INTEGRATION (H1): d2l_shim.data.cache_fingerprint is contract 2; until it lands, the same
-    # facts are read from the per-file SHA-256s that provenance.json records.
-    fingerprint = getattr(data, "cache_fingerprint", None)
-    if fingerprint is not None:
-        try:
-            return fingerprint(data_dir)
-        except (data.DataError, OSError):
-            return "no data cache"
-    provenance = data.cache_dir(data_dir) / data.PROVENANCE
     try:
-        files = json.loads(provenance.read_text(encoding="utf-8"))["files"]
-        return _digest(*(f"{name}={files[name]['sha256']}" for name in sorted(files)))
-    except (OSError, ValueError, KeyError, TypeError):
+        return cache_fingerprint(data_dir)
+    except DataError:  # e.g. D2L_DATA_DIR names a file: the notebooks' own runs say so
         return "no data cache"
 
 
@@ -138,7 +133,10 @@ async def _run_under(path, nb, framework, timeout, slots):
     clock = {}
 
     def on_execute(cell, cell_index, **_):
+        if _STOPPING.is_set():
+            raise NotebookError(f"{path}: {framework}: interrupted before cell {cell_index}")
         clock["cell"], clock["index"] = time.monotonic(), cell_index
+        _RUNNING.add(client)
         if cell_index in own:
             done = own.index(cell_index) + 1
             elapsed = time.monotonic() - clock["start"]
@@ -146,6 +144,7 @@ async def _run_under(path, nb, framework, timeout, slots):
                   f"{first_line(cell_body(cell))[:60]}", flush=True)
 
     def on_executed(cell, cell_index, **_):
+        _RUNNING.discard(client)
         took = time.monotonic() - clock.pop("cell")
         if took >= 5:
             print(f"{label} cell {cell_index} took {took:.1f} s", flush=True)
@@ -183,6 +182,7 @@ async def _run_under(path, nb, framework, timeout, slots):
             raise NotebookError(f"{path}: {framework}: kernel {kernel_name(framework)}: "
                                 f"{type(err).__name__}: {err}") from None
         finally:
+            _RUNNING.discard(client)
             beat.cancel()
         print(f"{label} done in {time.monotonic() - clock['start']:.1f} s", flush=True)
     return nb
@@ -293,17 +293,29 @@ async def _execute_notebook(path, frameworks, timeout, slots, force=False):
     return to_run
 
 
-def _run_interruptibly(make_coroutine):
-    """Run ``make_coroutine()`` to its end; on Ctrl-C, cancel it, let it unwind and raise KeyboardInterrupt.
+async def _interrupt_cells():
+    """Interrupt the running kernels' cells, as Jupyter's stop button does, and let them answer:
+    a kernel shut down in the middle of a cell prints ZMQ tracebacks."""
+    _STOPPING.set()
+    for client in list(_RUNNING):
+        if client.km is not None and client.km.has_kernel:
+            interrupted = client.km.interrupt_kernel()
+            if inspect.isawaitable(interrupted):
+                await interrupted
+
+
+def _run_interruptibly(make_coroutine, on_interrupt, grace=5):
+    """Run ``make_coroutine()`` to its end; on Ctrl-C, run ``on_interrupt()``, give the run
+    ``grace`` seconds to end, else cancel it; let it unwind and raise KeyboardInterrupt.
 
     The event loop runs on a worker thread. In the main thread's loop, nbclient would take
     SIGINT for itself: each client shuts its kernel down from a signal handler, the last one
     registered replacing the others', and the interrupted cells end in ZMQ errors. Off the main
-    thread it installs no handler; Ctrl-C reaches this thread, which cancels the runs, and each
-    ``NotebookClient`` shuts its kernel down as it unwinds.
+    thread it installs no handler; Ctrl-C reaches this thread, and each ``NotebookClient`` shuts
+    its kernel down as the cancelled run unwinds.
     """
     loop = asyncio.new_event_loop()
-    started = threading.Event()
+    started, finished = threading.Event(), threading.Event()
     outcome = {}
 
     def worker():
@@ -315,19 +327,31 @@ def _run_interruptibly(make_coroutine):
         except BaseException as err:  # noqa: BLE001 -- handed to the main thread as it is
             outcome["error"] = err
         finally:
+            leftover = asyncio.all_tasks(loop)  # e.g. an on_interrupt() that came too late
+            for task in leftover:
+                task.cancel()
+            loop.run_until_complete(asyncio.gather(*leftover, return_exceptions=True))
             loop.run_until_complete(loop.shutdown_asyncgens())
             loop.close()
+            finished.set()
 
     thread = threading.Thread(target=worker, name="notebook-runs", daemon=True)
     thread.start()
+    # Waiting on an Event, not Thread.join: in Python 3.11 a join interrupted by Ctrl-C marks the
+    # thread as stopped while it still runs (the bpo-45274 fix), and later joins return at once.
     try:
-        while thread.is_alive():
-            thread.join(0.2)
+        while not finished.wait(0.2):
+            pass
     except KeyboardInterrupt:
+        print("interrupted: stopping the kernels ...", file=sys.stderr, flush=True)
         started.wait()
-        loop.call_soon_threadsafe(outcome["task"].cancel)
-        print("interrupted: shutting the kernels down ...", file=sys.stderr, flush=True)
-        thread.join()
+        try:
+            asyncio.run_coroutine_threadsafe(on_interrupt(), loop)
+            if not finished.wait(grace):
+                loop.call_soon_threadsafe(outcome["task"].cancel)
+        except RuntimeError:  # the loop closed meanwhile: the run is over
+            pass
+        finished.wait()
         raise
     if "error" in outcome:
         raise outcome["error"]
@@ -349,6 +373,7 @@ def execute_notebooks(paths, frameworks=FRAMEWORKS, jobs=2, timeout=CELL_TIMEOUT
         raise NotebookError(str(err)) from None
     paths = [Path(p) for p in paths]
     done = {}
+    _STOPPING.clear()
 
     async def run_one(path, slots):
         done[path] = await _execute_notebook(path, frameworks, timeout, slots, force)
@@ -359,7 +384,7 @@ def execute_notebooks(paths, frameworks=FRAMEWORKS, jobs=2, timeout=CELL_TIMEOUT
         return await asyncio.gather(*(run_one(p, slots) for p in paths), return_exceptions=True)
 
     try:
-        results = _run_interruptibly(run_all)
+        results = _run_interruptibly(run_all, _interrupt_cells)
     except KeyboardInterrupt:
         raise Interrupted([_readable(p) for p in paths if p not in done]) from None
     errors = [r for r in results if isinstance(r, BaseException)]
