@@ -12,6 +12,11 @@ import numpy as np
 
 DEFAULT_FIGSIZE = (3.5, 2.5)
 DEFAULT_FMTS = ("-", "m--", "g-.", "r:")
+# A training board's curves are labelled "<role>_<metric>" (d2l's convention: train_loss,
+# val_loss, val_acc). Curves of one metric share a panel, so loss and accuracy each get an axis
+# of their own; the legend names the role, the y-axis the metric.
+BOARD_ROLES = {"train": "training", "val": "validation"}
+BOARD_METRICS = {"loss": "loss", "acc": "accuracy"}
 _figures_saved = 0
 
 
@@ -117,6 +122,55 @@ def plot(X, Y=None, xlabel=None, ylabel=None, legend=None, xlim=None, ylim=None,
             axes.plot(to_numpy(x), to_numpy(y), fmt)
     set_axes(axes, xlabel, ylabel, xlim, ylim, xscale, yscale, legend)
     _show_outside_notebook(axes.figure)
+
+
+def board_panels(labels):
+    """Group a board's curve labels by panel: ``{metric: [label, ...]}`` in order of appearance.
+
+    ``train_loss`` and ``val_loss`` share the panel ``"loss"``, ``val_acc`` gets ``"acc"``; labels
+    not of the form ``<train|val>_<metric>`` (``"sin"``, ``"cos"``) share the panel ``None``.
+    """
+    panels = {}
+    for label in labels:
+        role, _, metric = label.partition("_")
+        panels.setdefault(metric if role in BOARD_ROLES and metric else None, []).append(label)
+    return panels
+
+
+def draw_board(fig, lines, xlabel=None, ylabel=None, xlim=None, ylim=None, xscale="linear",
+               yscale="linear", ls=("-", "--", "-.", ":"), colors=("C0", "C1", "C2", "C3"),
+               panel_size=DEFAULT_FIGSIZE):
+    """Draw a progress board's curves, ``{label: (xs, ys)}``, on ``fig``: one panel per metric.
+
+    Each panel is ``panel_size`` inches, side by side. A role keeps its line style and color in
+    every panel (training solid, validation dashed). ``ylabel`` names the panel of unlabelled
+    curves; a metric's panel is named after the metric. Returns the list of Axes.
+    """
+    fig.clear()
+    panels = board_panels(lines)
+    fig.set_size_inches(panel_size[0] * max(len(panels), 1), panel_size[1])
+    axes_list = list(fig.subplots(1, max(len(panels), 1), squeeze=False)[0])
+    for axes, (metric, labels) in zip(axes_list, panels.items()):
+        handles, names = [], []
+        for i, label in enumerate(labels):
+            role = label.partition("_")[0] if metric else None
+            k = list(BOARD_ROLES).index(role) if role else i
+            xs, ys = lines[label]
+            point = {"marker": "o", "markersize": 3} if len(xs) == 1 else {}  # a 1-point line is invisible
+            handles += axes.plot(xs, ys, linestyle=ls[k % len(ls)], color=colors[k % len(colors)],
+                                 label=label, **point)
+            names.append(BOARD_ROLES[role] if role else label)
+        axes.set_xlabel(xlabel)
+        axes.set_ylabel(BOARD_METRICS.get(metric, metric) if metric else ylabel)
+        axes.set_xscale(xscale)
+        axes.set_yscale(yscale)
+        if xlim:
+            axes.set_xlim(xlim)
+        if ylim:
+            axes.set_ylim(ylim)
+        axes.grid(True)
+        axes.legend(handles, names)
+    return axes_list
 
 
 def show_images(imgs, num_rows, num_cols, titles=None, scale=1.5):

@@ -52,7 +52,8 @@ def test_the_chapter_cites_something_in_every_notebook_that_has_a_reference_list
 
 def test_every_bibliography_entry_is_cited_and_typed_as_what_it_is():
     entries = citations.load_bibliography()
-    cited = {key for path in chapter.notebooks() for key in citations.cited_keys(nbformat.read(path, as_version=4), entries)}
+    notebooks = [nbformat.read(path, as_version=4) for path in chapter.notebooks()]
+    cited = {key for nb in notebooks for key in citations.cited_keys(nb, entries)}
     assert citations.bibliography_problems(entries, cited) == []
 
 
@@ -139,7 +140,8 @@ def test_a_stale_references_cell_fails(tmp_path, entries):
 
 
 def test_a_link_to_a_section_that_does_not_exist_fails(tmp_path, entries):
-    path = write_nb(tmp_path / "a.ipynb", "# A\n\n## The Data\n\nSee [the data](#the-data) and [the model](#the-model).")
+    path = write_nb(tmp_path / "a.ipynb",
+                    "# A\n\n## The Data\n\nSee [the data](#the-data) and [the model](#the-model).")
     problems = citations.check_notebook(path, entries)
     assert len(problems) == 1 and "'#the-model'" in problems[0]
 
