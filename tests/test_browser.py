@@ -7,7 +7,8 @@ framework picker stays in reach. Choosing JAX in one tab group switches every gr
 next page; the framework picker does the same; the side-by-side view shows all four
 frameworks on two pages and gives the tabs back; the picker, the side-by-side switch and the
 tabs work from the keyboard; a copy button copies a cell's code and nothing else; search
-finds a word of the scratch notebook.
+finds a word of the scratch notebook; each framework's download fetches its notebook and, with a
+repository configured, "Open in Colab" points at its edition on gh-pages.
 
 ``test_built_book`` checks ``build/html`` (made by ``make book``) and writes screenshots to
 ``build/screenshots/`` (each page at 1280 px per framework, dark, side by side, and at
@@ -18,10 +19,12 @@ tested even before the real notebooks exist.
 import os
 import re
 from contextlib import contextmanager
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import nbformat
 import pytest
+
+from d2l_shim import FRAMEWORK_INFO, FRAMEWORKS
 from d2l_tools import book, chapter
 from d2l_tools.chromium import ChromiumMissing, launch
 from d2l_tools.envs import REPO
@@ -464,9 +467,32 @@ def take_screenshot(page, path):
 # ---------------------------------------------------------------- the tests
 
 
-def test_fixture_book(browser, tmp_path):
+def check_notebook_links(browser, html_dir, rel, repository):
+    """Each framework's download link fetches its notebook; each Colab link names its edition."""
+    with serve(html_dir) as base_url, session(browser, base_url) as s:
+        page = s.open(rel)
+        links = page.locator(".d2l-downloads a")
+        downloads = {a.inner_text().strip(): a.get_attribute("href") for a in links.all()
+                     if a.get_attribute("href").endswith(".ipynb") and "colab" not in a.get_attribute("href")}
+        name = rel.rsplit("/", 1)[-1][: -len(".html")]
+        for fw in FRAMEWORKS:
+            label = FRAMEWORK_INFO[fw].label
+            assert downloads.get(label, "").endswith(f"/{name}-{fw}.ipynb"), f"{rel}: {label} download: {downloads}"
+            response = page.request.get(urljoin(page.url, downloads[label]))
+            assert response.ok and response.body() == (html_dir / urljoin(rel, downloads[label])).read_bytes()
+        colab = {a.inner_text().strip(): a.get_attribute("href") for a in links.all()
+                 if "colab.research.google.com" in a.get_attribute("href")}
+        expected = {FRAMEWORK_INFO[fw].label: f"https://colab.research.google.com/github/{repository}/blob/gh-pages/"
+                    f"notebooks/{fw}/chapter_mlp/{name}.ipynb" for fw in FRAMEWORKS}
+        assert colab == expected
+        assert page.get_by_text("Open in Colab").is_visible()
+
+
+def test_fixture_book(browser, tmp_path, monkeypatch):
+    monkeypatch.setenv("D2L_REPOSITORY", "someone/mlp-book")  # Colab links; test_book_convert builds without
     make_split(tmp_path / "split", FIXTURE_CHAPTER)
     book.build(FIXTURE_CHAPTER, tmp_path / "html", tmp_path / "split", tmp_path / "src")
+    check_notebook_links(browser, tmp_path / "html", "chapter_mlp/mlp.html", "someone/mlp-book")
     check_book(browser, tmp_path / "html", ["mlp", "mlp-scratch"], code_cell_sources(FIXTURE_CHAPTER / "mlp.ipynb"))
 
 
