@@ -174,11 +174,11 @@ def _namespace(tag):
     return tag[1:].split("}", 1)[0] if tag.startswith("{") else ""
 
 
-def _value_problem(name, value, css=False):
+def _value_problem(what, value, css=False):
     """Why an attribute value (or style text) could load or run something; None if it cannot."""
     rest = LOCAL_URL.sub("", value)
     if (UNSAFE_CSS if css else UNSAFE_VALUE).search(rest):
-        return f"{name}={value[:60]!r} refers to something outside the figure or holds markup"
+        return f"{what} {value[:60]!r} could load or run something from outside the figure"
     return None
 
 
@@ -224,12 +224,12 @@ def svg_problems(svg):
                         problems.append(f"{label}={value[:60]!r} on <{name}> points outside the figure")
                 elif attribute not in SVG_ATTRIBUTES:
                     problems.append(f"{label}= on <{name}> is not allowed")
-                elif (problem := _value_problem(label, value, css=label == "style")) is not None:
+                elif (problem := _value_problem(f"{label}=", value, css=label == "style")) is not None:
                     problems.append(f"{problem} (on <{name}>)")
             if name == "style":
                 if element.get("type", "text/css") != "text/css":
                     problems.append(f"<style type={element.get('type')!r}> is not allowed")
-                problem = _value_problem("<style>", "".join(element.itertext()), css=True)
+                problem = _value_problem("<style> text", "".join(element.itertext()), css=True)
                 if problem:
                     problems.append(problem)
         for child in element:
