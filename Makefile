@@ -162,13 +162,16 @@ WHEELHOUSES := $(foreach fw,$(READER_LIST),.cache/wheelhouse-$(fw)/.stamp)
 wheelhouse: $(WHEELHOUSES) ## download the reader's-path test's packages (READER_FRAMEWORKS=jax by default, or all)
 
 # What a reader's environment gets: d2l-shim[<framework>] and ipykernel, at the lock's versions
-# (MXNet's from its own lock and Python). Written to a temporary folder, then moved.
+# (MXNet's from its own lock and Python): the lock without its hashes is the constraints file
+# (hashes would put pip into hash-checking mode, which a local project cannot pass).
+# Written to a temporary folder, then moved.
 .cache/wheelhouse-%/.stamp: pyproject.toml requirements/main.lock requirements/mxnet.lock requirements/torch.txt \
                             | $(ENVIRONMENTS)
-	rm -rf .cache/wheelhouse-$*.tmp
+	rm -rf .cache/wheelhouse-$*.tmp && mkdir -p .cache/wheelhouse-$*.tmp
+	sed -e '/--hash=/d' -e 's/ *\\$$//' $(if $(filter mxnet,$*),requirements/mxnet.lock,requirements/main.lock \
+	  requirements/torch.txt) > .cache/wheelhouse-$*.tmp/constraints.txt
 	$(if $(filter mxnet,$*),$(MXPY),$(PY)) -m pip download $(PIP_FLAGS) -d .cache/wheelhouse-$*.tmp \
-	  $(if $(filter mxnet,$*),-c requirements/mxnet.lock,-c requirements/main.lock -c requirements/torch.txt) \
-	  '.[$*]' ipykernel
+	  -c .cache/wheelhouse-$*.tmp/constraints.txt '.[$*]' ipykernel
 	rm -rf .cache/wheelhouse-$* && mv .cache/wheelhouse-$*.tmp .cache/wheelhouse-$*
 	touch $@
 

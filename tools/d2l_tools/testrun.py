@@ -2,9 +2,10 @@
 
     python -m d2l_tools test [--frameworks jax,pytorch] [--only STAGE ...] [--list]
 
-Stages: unit tests in both environments, the structure check of the tabbed notebooks,
-nbval on each framework's split notebooks (with the tests that noise passes and changes
-fail), then the book build, its browser check and the JupyterLab check. A failing stage does
+Stages: unit tests in both environments, the structure check of the tabbed notebooks, the
+split, ruff, nbval on each framework's split notebooks (with the tests that noise passes and
+changes fail), the reader's path (the editions in a clean environment outside the repository),
+then the book build, its browser check and the JupyterLab check. A failing stage does
 not stop the later ones, so one run reports everything; the exit status is non-zero when
 anything failed. Each pytest stage writes JUnit XML to ``build/test-results/`` and the
 closing line sums them: ``N passed, N failed``. ``--frameworks`` runs the framework-neutral
@@ -31,11 +32,12 @@ RESULTS = REPO / "build" / "test-results"
 PY = str(ENVIRONMENTS["main"].python)
 MXPY = str(ENVIRONMENTS["mxnet"].python)
 PYTEST = ["-m", "pytest", "-q", "--color=no", "-p", "no:cacheprovider"]
+RUFF = str(ENVIRONMENTS["main"].python.parent / "ruff")
 MAIN_ENV_FRAMEWORKS = ENVIRONMENTS["main"].frameworks
 
 # Tests run by a stage of their own (they need the split notebooks, the built book, or MXNet).
 NOT_UNIT = ["tests/test_notebook_structure.py", "tests/test_browser.py", "tests/test_pdf.py", "tests/test_lab.py",
-            "tests/test_compare_notebooks.py"]
+            "tests/test_compare_notebooks.py", "tests/test_reader_path.py"]
 MXNET_UNIT = ["tests/test_core.py", "tests/test_data.py", "tests/test_frameworks.py", "tests/test_imports.py"]
 # Notebook kernels run with one compute thread each (kernels.ONE_THREAD_ENV), so the nbval
 # stages run side by side, one per two cores, at least two and at most one per framework.
@@ -50,6 +52,12 @@ class Stage:
     frameworks: tuple = ()  # the frameworks it checks; () for a framework-neutral stage
 
 
+def reader_frameworks():
+    """The editions the reader's-path test runs (READER_FRAMEWORKS: a comma list or all; default jax)."""
+    value = os.environ.get("READER_FRAMEWORKS", "jax").strip()
+    return FRAMEWORKS if value == "all" else tuple(fw.strip() for fw in value.split(",") if fw.strip())
+
+
 def stages(frameworks=FRAMEWORKS):
     """Groups of stages, in order; the stages of a group run side by side."""
     main_env = [fw for fw in MAIN_ENV_FRAMEWORKS if fw in frameworks]
@@ -58,10 +66,14 @@ def stages(frameworks=FRAMEWORKS):
     yield [Stage("unit-mxnet", [MXPY, *PYTEST, *MXNET_UNIT], {"D2L_TEST_FRAMEWORKS": "mxnet"}, ("mxnet",))]
     yield [Stage("structure", [PY, *PYTEST, "tests/test_notebook_structure.py"])]
     yield [Stage("split", [[PY, "-m", "d2l_tools", "split"]])]
+    # ruff over the code and the tabbed notebooks (ruff.toml), and over the editions, whose
+    # cells are plain Python (ruff skips the tabbed source's %%tab cells).
+    yield [Stage("lint", [[RUFF, "check"], [RUFF, "format", "--check"], [RUFF, "check", "build/notebooks"]])]
     yield [Stage(f"nbval-{fw}", nbval_command(fw, REPO / "build" / "notebooks" / fw, python=PY),
                  REPRODUCIBLE_ENV, (fw,)) for fw in FRAMEWORKS] + \
           [Stage("compare", [PY, *PYTEST, "tests/test_compare_notebooks.py"],
                  {"D2L_TEST_FRAMEWORKS": ",".join(main_env)}, MAIN_ENV_FRAMEWORKS)]
+    yield [Stage("reader", [PY, *PYTEST, "tests/test_reader_path.py"], {}, reader_frameworks())]
     yield [Stage("book", [[PY, "-m", "d2l_tools", "book", "build"]])]
     yield [Stage("browser", [PY, *PYTEST, "tests/test_browser.py", "tests/test_pdf.py"])]
     yield [Stage("lab", [PY, *PYTEST, "tests/test_lab.py"], {}, ("jax",))]
