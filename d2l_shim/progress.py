@@ -18,7 +18,7 @@ import os
 import time
 
 from d2l_shim.hparams import HyperParameters
-from d2l_shim.plotting import _in_notebook, _show_outside_notebook, to_numpy
+from d2l_shim.plotting import _in_notebook, _show_outside_notebook, draw_board, to_numpy
 
 REDRAW_INTERVAL = 1.0  # seconds between live redraws
 
@@ -85,25 +85,14 @@ class ProgressBoard(HyperParameters):
 
             # A Figure outside pyplot: Jupyter does not auto-show it at the end of the cell.
             self.fig = Figure(figsize=self.figsize)
-            self.axes = self.fig.add_subplot()
-        return self.fig, self.axes
+        return self.fig
 
     def _render(self, final=False):
-        fig, axes = self._figure()
-        axes.cla()
-        for (label, (xs, ys)), ls, color in zip(self.lines.items(), _cycle(self.ls), _cycle(self.colors)):
-            point = {"marker": "o", "markersize": 3} if len(xs) == 1 else {}  # a 1-point line is invisible
-            axes.plot(xs, ys, linestyle=ls, color=color, label=label, **point)
-        axes.set_xlabel(self.xlabel)
-        axes.set_ylabel(self.ylabel)
-        axes.set_xscale(self.xscale)
-        axes.set_yscale(self.yscale)
-        if self.xlim:
-            axes.set_xlim(self.xlim)
-        if self.ylim:
-            axes.set_ylim(self.ylim)
-        axes.grid(True)
-        axes.legend()
+        fig = self._figure()
+        # One panel per metric (loss, accuracy), each of the board's figsize; see plotting.draw_board.
+        self.axes = draw_board(fig, self.lines, xlabel=self.xlabel, ylabel=self.ylabel, xlim=self.xlim,
+                               ylim=self.ylim, xscale=self.xscale, yscale=self.yscale, ls=self.ls,
+                               colors=self.colors, panel_size=self.figsize)[0]
         fig.tight_layout()
         self._last_render = time.monotonic()
         self.redraws += 1
@@ -120,8 +109,3 @@ class ProgressBoard(HyperParameters):
                 self._handle.update(fig)
         elif final:
             display(fig)
-
-
-def _cycle(items):
-    while True:
-        yield from items
