@@ -36,8 +36,14 @@ RUFF = str(ENVIRONMENTS["main"].python.parent / "ruff")
 MAIN_ENV_FRAMEWORKS = ENVIRONMENTS["main"].frameworks
 
 # Tests run by a stage of their own (they need the split notebooks, the built book, or MXNet).
-NOT_UNIT = ["tests/test_notebook_structure.py", "tests/test_browser.py", "tests/test_pdf.py", "tests/test_lab.py",
-            "tests/test_compare_notebooks.py", "tests/test_reader_path.py"]
+NOT_UNIT = [
+    "tests/test_notebook_structure.py",
+    "tests/test_browser.py",
+    "tests/test_pdf.py",
+    "tests/test_lab.py",
+    "tests/test_compare_notebooks.py",
+    "tests/test_reader_path.py",
+]
 MXNET_UNIT = ["tests/test_core.py", "tests/test_data.py", "tests/test_frameworks.py", "tests/test_imports.py"]
 # Notebook kernels run with one compute thread each (kernels.ONE_THREAD_ENV), so the nbval
 # stages run side by side, one per two cores, at least two and at most one per framework.
@@ -69,10 +75,17 @@ def stages(frameworks=FRAMEWORKS):
     # ruff over the code and the tabbed notebooks (ruff.toml), and over the editions, whose
     # cells are plain Python (ruff skips the tabbed source's %%tab cells).
     yield [Stage("lint", [[RUFF, "check"], [RUFF, "format", "--check"], [RUFF, "check", "build/notebooks"]])]
-    yield [Stage(f"nbval-{fw}", nbval_command(fw, REPO / "build" / "notebooks" / fw, python=PY),
-                 REPRODUCIBLE_ENV, (fw,)) for fw in FRAMEWORKS] + \
-          [Stage("compare", [PY, *PYTEST, "tests/test_compare_notebooks.py"],
-                 {"D2L_TEST_FRAMEWORKS": ",".join(main_env)}, MAIN_ENV_FRAMEWORKS)]
+    yield [
+        Stage(f"nbval-{fw}", nbval_command(fw, REPO / "build" / "notebooks" / fw, python=PY), REPRODUCIBLE_ENV, (fw,))
+        for fw in FRAMEWORKS
+    ] + [
+        Stage(
+            "compare",
+            [PY, *PYTEST, "tests/test_compare_notebooks.py"],
+            {"D2L_TEST_FRAMEWORKS": ",".join(main_env)},
+            MAIN_ENV_FRAMEWORKS,
+        )
+    ]
     yield [Stage("reader", [PY, *PYTEST, "tests/test_reader_path.py"], {}, reader_frameworks())]
     yield [Stage("book", [[PY, "-m", "d2l_tools", "book", "build"]])]
     yield [Stage("browser", [PY, *PYTEST, "tests/test_browser.py", "tests/test_pdf.py"])]
@@ -89,8 +102,9 @@ def run_stage(stage, parallel=False):
         for step in stage.command:
             rc = stream(step, env, REPO, prefix)
             if rc:
-                return Results(failed=1, failures=[f"{stage.name}: `{' '.join(step[1:])}` exited with {rc}"]), \
-                    time.monotonic() - start
+                return Results(
+                    failed=1, failures=[f"{stage.name}: `{' '.join(step[1:])}` exited with {rc}"]
+                ), time.monotonic() - start
         return Results(passed=1), time.monotonic() - start
     xml = RESULTS / f"{stage.name}.xml"
     xml.unlink(missing_ok=True)
@@ -110,20 +124,24 @@ def compare_note(results):
     counts = {how: results.properties[(COMPARE_PROPERTY, how)] for how in ("exact", "tolerant", "ignored")}
     if not any(counts.values()):
         return ""
-    return (f"  cells compared: {counts['exact'] + counts['tolerant']} ({counts['tolerant']} with declared "
-            f"tolerances), ignored: {counts['ignored']}")
+    return (
+        f"  cells compared: {counts['exact'] + counts['tolerant']} ({counts['tolerant']} with declared "
+        f"tolerances), ignored: {counts['ignored']}"
+    )
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m d2l_tools test", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m d2l_tools test", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     add_frameworks_option(parser, default=os.environ.get("FRAMEWORKS", ""))  # `make test FRAMEWORKS=...`
     parser.add_argument("--only", nargs="+", metavar="STAGE", help="run only these stages")
     parser.add_argument("--list", action="store_true", help="list the stages and exit")
     args = parser.parse_args(argv)
     frameworks = args.frameworks
-    groups = [[s for s in group if not s.frameworks or set(s.frameworks) & set(frameworks)]
-              for group in stages(frameworks)]
+    groups = [
+        [s for s in group if not s.frameworks or set(s.frameworks) & set(frameworks)] for group in stages(frameworks)
+    ]
     names = [stage.name for group in groups for stage in group]
     if args.list:
         print("\n".join(names))
@@ -145,8 +163,10 @@ def main(argv=None):
         totals.failed += result.failed
         totals.skipped += result.skipped
         failures += result.failures
-        lines.append(f"  {stage.name:<17} {result.passed:>4} passed {result.failed:>3} failed "
-                     f"{result.skipped:>3} skipped {seconds:>7.1f} s")
+        lines.append(
+            f"  {stage.name:<17} {result.passed:>4} passed {result.failed:>3} failed "
+            f"{result.skipped:>3} skipped {seconds:>7.1f} s"
+        )
         if stage.name.startswith("nbval-"):
             lines[-1] += compare_note(result)
     print("\n===== summary =====")
