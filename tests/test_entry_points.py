@@ -37,7 +37,7 @@ def test_console_script_answers_help(project, name, target):
     assert "usage:" in done.stdout and "notebooks" in done.stdout
 
 
-@pytest.mark.parametrize("command", ["notebooks", "book", "kernels", "data", "lock", "test", "lab", "citations", "gpu-check"])
+@pytest.mark.parametrize("command", ["split", "notebooks", "book", "kernels", "data", "lock", "test", "lab", "citations", "gpu-check"])
 def test_each_tools_command_answers_help(command):
     done = subprocess.run([sys.executable, "-m", "d2l_tools", command, "--help"], capture_output=True, text=True,
                           timeout=60)

@@ -1,9 +1,9 @@
-"""The chapter's tabbed notebooks follow the structure rules (d2l_tools.notebooks.check)."""
+"""The chapter's tabbed notebooks follow the structure rules (d2l_tools.checks.check)."""
 
 import pytest
 
 from d2l_tools import chapter
-from d2l_tools.notebooks import check
+from d2l_tools.checks import check
 
 NOTEBOOKS = chapter.notebooks()  # the chapter's table of contents; raises when it and the folder disagree
 

@@ -138,3 +138,52 @@ def test_plain_python_sees_an_ordinary_exception(monkeypatch):
         tab.active()
     with pytest.raises(tab.TabMarkerError, match="names no framework"):
         tab.parse_tab_line("%%tab")
+
+
+# --- the marker's grammar: one home (d2l_shim.tab), read by the tools and the bench alike -----
+
+
+def test_source_tab_reports_all_and_the_frameworks_in_the_books_order():
+    assert tab.source_tab("x = 1") == tab.Tab(FRAMEWORKS, True) == tab.SHARED
+    assert tab.source_tab("%%tab all\nx") == tab.SHARED  # `all` is a shared cell, not a tab group
+    assert tab.source_tab("%%tab jax, PyTorch\nx") == tab.Tab(("pytorch", "jax"), False)
+    named_all = ",".join(reversed(FRAMEWORKS))
+    assert tab.source_tab(f"%%tab {named_all}\nx") == tab.Tab(FRAMEWORKS, False)  # named, so not `all`
+    assert tab.source_tab("%%table\nx") == tab.SHARED  # another magic
+
+
+@pytest.mark.parametrize("line, message", [
+    ("%%tab jax,jax", "names a framework twice"),
+    ("%%tab jax JAX", "names a framework twice"),
+    ("%%tab all,jax", "'all' cannot be combined"),
+    ("%%tab pytroch", "unknown framework 'pytroch'"),
+    ("%%tab", "names no framework"),
+])
+def test_bad_tab_lines_are_refused_by_every_reader(line, message, shell, monkeypatch):
+    with pytest.raises(tab.TabMarkerError, match=message):
+        tab.parse_tab_line(line)
+    with pytest.raises(tab.TabMarkerError, match=message):
+        tab.source_tab(line + "\nx = 1")
+    monkeypatch.setenv("D2L_FRAMEWORK", "jax")
+    result = shell.run_cell(line + "\nx = 1\n")  # the kernel refuses it too
+    assert isinstance(result.error_in_exec, tab.TabMarkerError) and message in str(result.error_in_exec)
+
+
+def test_bench_reads_cells_with_the_same_grammar(tmp_path, monkeypatch):
+    import json
+    import sys
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent / "bench"))
+    sys.modules.pop("chapter_models", None)
+    import chapter_models
+
+    cells = [{"cell_type": "code", "source": source, "metadata": {}, "outputs": [], "execution_count": None}
+             for source in ("%%tab all\nshared = 1", "%%tab jax\nj = 1", "plain = 1", "%%tab jax,jax\nbad = 1")]
+    path = tmp_path / "nb.ipynb"
+    path.write_text(json.dumps({"cells": cells[:3], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    assert list(chapter_models.framework_cells(path, "jax")) == [(0, "\nshared = 1"), (1, "\nj = 1"), (2, "plain = 1")]
+    assert list(chapter_models.framework_cells(path, "pytorch")) == [(0, "\nshared = 1"), (2, "plain = 1")]
+    path.write_text(json.dumps({"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    with pytest.raises(tab.TabMarkerError, match="twice"):
+        list(chapter_models.framework_cells(path, "jax"))
