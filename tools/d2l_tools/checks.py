@@ -86,6 +86,15 @@ def tab_group_problems(nb):
     return problems
 
 
+def require_whole_tab_groups(path, nb):
+    """Raise NotebookError with `notebooks check`'s own messages when a ``%%tab`` line is bad or
+    a tab group lacks a framework: such a notebook is neither executed nor published."""
+    problems = tab_group_problems(nb)
+    if problems:
+        raise NotebookError(f"{path}:\n" + "\n".join(f"  {problem}" for problem in problems)
+                            + "\n  fix the tab groups (`python -m d2l_tools notebooks check` lists every problem)")
+
+
 def asserts_accuracy(source, minimum=MIN_ACCURACY):
     """True when the code asserts that something named like 'acc...' is >= ``minimum``."""
     lines = ["" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines()]

@@ -27,7 +27,7 @@ from d2l_tools.cells import (
     source_sha256,
     write_notebook,
 )
-from d2l_tools.checks import tab_group_problems
+from d2l_tools.checks import require_whole_tab_groups
 from d2l_tools.compare import Policy, compare_outputs
 from d2l_tools.envs import REPO, environment_of
 from d2l_tools.kernels import (
@@ -248,19 +248,10 @@ def _readable(path):
     return Path(relative) if not relative.startswith("..") else Path(path)
 
 
-def refuse_broken_tab_groups(path, nb):
-    """Raise NotebookError with `notebooks check`'s own messages when a ``%%tab`` line is bad or
-    a tab group lacks a framework: such a notebook is neither executed nor published."""
-    problems = tab_group_problems(nb)
-    if problems:
-        raise NotebookError(f"{path}:\n" + "\n".join(f"  {problem}" for problem in problems)
-                            + "\n  fix the tab groups (`python -m d2l_tools notebooks check` lists every problem)")
-
-
 async def _execute_notebook(path, frameworks, timeout, slots, force=False):
     before = path.read_bytes()
     nb = read_notebook(path)
-    refuse_broken_tab_groups(path, nb)
+    require_whole_tab_groups(path, nb)
     # Keyed before the run: what the kernels start with is what their outputs come from.
     current = {fw: execution_key(nb, fw) for fw in frameworks}
     to_run = []
