@@ -31,9 +31,11 @@ DEFINITIONS = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef
 
 # Model kind -> (notebook, class) of the chapter that defines it; the bench times the first two,
 # the parity test trains all three.
-CHAPTER_MODELS = {"scratch": ("mlp-scratch", "MLPScratch"),
-                  "concise": ("mlp-concise", "MLP"),
-                  "concise-scratch": ("mlp-concise", "MLPScratch")}
+CHAPTER_MODELS = {
+    "scratch": ("mlp-scratch", "MLPScratch"),
+    "concise": ("mlp-concise", "MLP"),
+    "concise-scratch": ("mlp-concise", "MLPScratch"),
+}
 
 _loaded = {}
 
@@ -108,8 +110,10 @@ def model_class(notebook, framework, class_name):
     cls = getattr(module, class_name, None)
     if not isinstance(cls, type):
         defined = sorted(k for k, v in vars(module).items() if isinstance(v, type) and v.__module__ == module.__name__)
-        raise LookupError(f"{notebook}.ipynb defines no class {class_name} under {framework} "
-                          f"(it defines {', '.join(defined) or 'no class'})")
+        raise LookupError(
+            f"{notebook}.ipynb defines no class {class_name} under {framework} "
+            f"(it defines {', '.join(defined) or 'no class'})"
+        )
     return cls
 
 

@@ -87,7 +87,7 @@ SHARED = Tab(FRAMEWORKS, True)
 
 def _read_tab_line(line):
     """(names as written, says ``all``) of a ``%%tab`` line: the marker's one grammar."""
-    spec = line.strip()[len(MARKER):].replace(",", " ").split()
+    spec = line.strip()[len(MARKER) :].replace(",", " ").split()
     if not spec:
         raise TabMarkerError(f"'{line.strip()}' names no framework: write e.g. '%%tab pytorch' or '%%tab all'")
     if "all" in spec:
@@ -122,7 +122,7 @@ def selected(*frameworks):
 
 def is_tab_line(line):
     """True for a ``%%tab`` marker line (not another magic whose name starts with 'tab')."""
-    return line.startswith(MARKER) and line[len(MARKER):][:1] in ("", " ", "\t", "\n")
+    return line.startswith(MARKER) and line[len(MARKER) :][:1] in ("", " ", "\t", "\n")
 
 
 def _transform(lines):

@@ -55,8 +55,10 @@ def test_an_unlisted_notebook_is_an_error_everywhere(fixture_chapter):
 def test_a_listed_entry_without_a_notebook_is_an_error(fixture_chapter):
     index = fixture_chapter / "index.md"
     index.write_text(index.read_text().replace("\nmlp-scratch\n", "\nmlp-scratch\nmissing-page\n"))
-    expected = (f"{index} lists missing-page, but {fixture_chapter / 'missing-page.ipynb'} does not exist: "
-                "add the notebook or remove the entry from the {toctree}")
+    expected = (
+        f"{index} lists missing-page, but {fixture_chapter / 'missing-page.ipynb'} does not exist: "
+        "add the notebook or remove the entry from the {toctree}"
+    )
     with pytest.raises(chapter.ChapterError) as err:
         chapter.notebooks(fixture_chapter)
     assert str(err.value) == expected
@@ -70,8 +72,11 @@ def test_chapter_paths_are_shown_from_the_working_directory(fixture_chapter, mon
     index = fixture_chapter / "index.md"
     index.write_text(index.read_text().replace("\nmlp-scratch\n", "\nmlp-scratch\nmlp-foo\n"))
     monkeypatch.chdir(fixture_chapter.parent)
-    with pytest.raises(chapter.ChapterError, match=r"^chapter_mlp/index\.md lists mlp-foo, but "
-                                                   r"chapter_mlp/mlp-foo\.ipynb does not exist"):
+    with pytest.raises(
+        chapter.ChapterError,
+        match=r"^chapter_mlp/index\.md lists mlp-foo, but "
+        r"chapter_mlp/mlp-foo\.ipynb does not exist",
+    ):
         chapter.notebooks(fixture_chapter)
 
 

@@ -2,12 +2,12 @@
 
 import subprocess
 import sys
-import tomllib
 from importlib import import_module
 from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
+import tomllib
 
 REPO = Path(__file__).resolve().parent.parent
 PROJECTS = [REPO / "pyproject.toml", REPO / "tools" / "pyproject.toml"]
@@ -37,10 +37,13 @@ def test_console_script_answers_help(project, name, target):
     assert "usage:" in done.stdout and "notebooks" in done.stdout
 
 
-@pytest.mark.parametrize("command", ["split", "notebooks", "book", "kernels", "data", "lock", "test", "lab", "citations", "gpu-check"])
+@pytest.mark.parametrize(
+    "command", ["split", "notebooks", "book", "kernels", "data", "lock", "test", "lab", "citations", "gpu-check"]
+)
 def test_each_tools_command_answers_help(command):
-    done = subprocess.run([sys.executable, "-m", "d2l_tools", command, "--help"], capture_output=True, text=True,
-                          timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "d2l_tools", command, "--help"], capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, f"python -m d2l_tools {command} --help: {done.stderr[-2000:]}"
     assert "usage:" in done.stdout
 

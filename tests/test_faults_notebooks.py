@@ -1,11 +1,11 @@
 """Faults of the notebook commands: each gives its one-line reason, its exit code, and leaves
 the notebooks as they were.
 
-| fault                                         | command                     | exit | message                                        |
-|-----------------------------------------------|-----------------------------|------|------------------------------------------------|
-| a tab group lost a framework's cell           | notebooks execute           | 1    | `notebooks check`'s own "no cell for mxnet"    |
-| the toctree names a notebook that is missing  | notebooks execute NOTEBOOK  | 1    | "index.md lists X, but X.ipynb does not exist" |
-| Ctrl-C while a cell runs                      | notebooks execute           | 130  | "interrupted; X.ipynb is unchanged"            |
+| fault                                | command                    | exit | message                                  |
+|--------------------------------------|----------------------------|------|------------------------------------------|
+| a tab group lost a framework's cell  | notebooks execute          | 1    | `notebooks check`'s "no cell for mxnet"  |
+| the toctree names a missing notebook | notebooks execute NOTEBOOK | 1    | "index.md lists X, but X.ipynb does not" |
+| Ctrl-C while a cell runs             | notebooks execute          | 130  | "interrupted; X.ipynb is unchanged"      |
 """
 
 import os
@@ -77,8 +77,11 @@ def test_a_toctree_entry_without_its_notebook_is_named_as_such(tmp_path):
     index = chapter / "index.md"
     index.write_text(index.read_text().replace("\nmlp\n", "\nmlp\nmlp-foo\n"))
     before = snapshot(tmp_path)
-    for args in (["notebooks", "execute", "--src", "chapter_x", "mlp"], ["notebooks", "check", "--src", "chapter_x"],
-                 ["split", "--src", "chapter_x", "--out", "out"]):
+    for args in (
+        ["notebooks", "execute", "--src", "chapter_x", "mlp"],
+        ["notebooks", "check", "--src", "chapter_x"],
+        ["split", "--src", "chapter_x", "--out", "out"],
+    ):
         done = tools(*args, cwd=tmp_path)
         assert done.returncode == 1, args
         assert done.stderr.strip().splitlines() == [
@@ -98,8 +101,7 @@ def sleeping_notebook():
         "time.sleep(120)"
     )
     nb = nbformat.v4.new_notebook(cells=[setup, sleep])
-    nb.metadata.kernelspec = {"name": "d2l-pytorch", "display_name": "Python 3 (d2l · PyTorch)",
-                              "language": "python"}
+    nb.metadata.kernelspec = {"name": "d2l-pytorch", "display_name": "Python 3 (d2l · PyTorch)", "language": "python"}
     return nb
 
 
@@ -111,16 +113,22 @@ def alive(pid):
     return True
 
 
-@pytest.mark.skipif(not installed("pytorch", "jax"), reason="d2l-pytorch and d2l-jax kernels not installed (make setup)")
+@pytest.mark.skipif(
+    not installed("pytorch", "jax"), reason="d2l-pytorch and d2l-jax kernels not installed (make setup)"
+)
 def test_ctrl_c_during_execute_stops_the_kernels_and_changes_nothing(tmp_path):
     chapter = chapter_of(tmp_path, sleepy=sleeping_notebook())
     before = snapshot(tmp_path)
     frameworks = ("pytorch", "jax")
     # A terminal's Ctrl-C signals the whole foreground process group: so does this test.
-    process = subprocess.Popen([*TOOLS, "notebooks", "execute", "--src", "chapter_x", "--frameworks",
-                                ",".join(frameworks), "--jobs", "2"],
-                               cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               start_new_session=True)
+    process = subprocess.Popen(
+        [*TOOLS, "notebooks", "execute", "--src", "chapter_x", "--frameworks", ",".join(frameworks), "--jobs", "2"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     pid_files = [chapter / f"kernel-{fw}.pid" for fw in frameworks]
     try:
         deadline = time.monotonic() + 120

@@ -67,7 +67,7 @@ def cycles(graph):
         path.append(node)
         for nxt in sorted(graph.get(node, ())):
             if state.get(nxt) == 1:
-                found.append(path[path.index(nxt):] + [nxt])
+                found.append(path[path.index(nxt) :] + [nxt])
             elif nxt not in state:
                 visit(nxt)
         path.pop()
@@ -96,14 +96,16 @@ def test_a_function_level_circle_in_a_scratch_copy_is_found(tmp_path):
     copies = {package: tmp_path / package for package in PACKAGES}
     for package, folder in PACKAGES.items():
         shutil.copytree(folder, copies[package], ignore=shutil.ignore_patterns("__pycache__"))
+
     def through_checks_and_execute(found):
         return [c for c in found if {"d2l_tools.checks", "d2l_tools.execute"} <= set(c)]
 
     assert through_checks_and_execute(cycles(import_graph(copies))) == []
     checks = copies["d2l_tools"] / "checks.py"
     # checks is imported by execute; an import of execute inside a function closes a circle.
-    checks.write_text(checks.read_text() + "\n\ndef _later():\n    from d2l_tools import execute\n\n"
-                      "    return execute\n")
+    checks.write_text(
+        checks.read_text() + "\n\ndef _later():\n    from d2l_tools import execute\n\n    return execute\n"
+    )
     found = through_checks_and_execute(cycles(import_graph(copies)))
     assert found and all(c[0] == c[-1] for c in found)
 

@@ -10,11 +10,20 @@ import subprocess
 import sys
 
 import pytest
-from conftest import PACKAGES as MODULE, SHIM_MODULES as SHIM_MODULE, frameworks_under_test
+from conftest import PACKAGES as MODULE
+from conftest import SHIM_MODULES as SHIM_MODULE
+from conftest import frameworks_under_test
 
 FRAMEWORK_PACKAGES = ("torch", "mxnet", "tensorflow", "jax", "flax", "optax", "keras")
-CORE = ["d2l_shim", "d2l_shim.plotting", "d2l_shim.hparams", "d2l_shim.progress", "d2l_shim.training",
-        "d2l_shim.data", "d2l_shim.tab"]
+CORE = [
+    "d2l_shim",
+    "d2l_shim.plotting",
+    "d2l_shim.hparams",
+    "d2l_shim.progress",
+    "d2l_shim.training",
+    "d2l_shim.data",
+    "d2l_shim.tab",
+]
 
 
 # (Not urllib or tarfile: the frameworks themselves import those; the fetcher is d2l_tools.fetch.)
@@ -23,9 +32,11 @@ TOOLING = ("d2l_tools", "pytest", "_pytest", "sphinx", "nbval", "nbformat", "nbc
 
 def loaded_after(statement, watched=FRAMEWORK_PACKAGES):
     """Which of ``watched`` (top-level names, or dotted module names) ``statement`` imports."""
-    code = (f"import sys\n{statement}\n"
-            f"import json; print(json.dumps(sorted(p for p in {tuple(watched)!r} if p in sys.modules or "
-            f"any(m.startswith(p + '.') for m in sys.modules))))")
+    code = (
+        f"import sys\n{statement}\n"
+        f"import json; print(json.dumps(sorted(p for p in {tuple(watched)!r} if p in sys.modules or "
+        f"any(m.startswith(p + '.') for m in sys.modules))))"
+    )
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, env=env)
     return set(json.loads(out.stdout.strip().splitlines()[-1]))

@@ -7,19 +7,23 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import PACKAGES as IMPORTS
+from conftest import frameworks_checked
 from jupyter_client.manager import start_new_kernel
 
-from conftest import PACKAGES as IMPORTS, frameworks_checked
 from d2l_shim import FRAMEWORKS
 
 VENV = Path(sys.prefix)
 
 
 def test_kernelspec_list_shows_exactly_the_d2l_kernels():
-    out = subprocess.run([str(VENV / "bin" / "jupyter"), "kernelspec", "list", "--json"],
-                         check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [str(VENV / "bin" / "jupyter"), "kernelspec", "list", "--json"], check=True, capture_output=True, text=True
+    ).stdout
     specs = json.loads(out)["kernelspecs"]
-    assert {f"d2l-{fw}" for fw in frameworks_checked()} <= set(specs) <= {f"d2l-{fw}" for fw in FRAMEWORKS} | {"python3"}
+    assert (
+        {f"d2l-{fw}" for fw in frameworks_checked()} <= set(specs) <= {f"d2l-{fw}" for fw in FRAMEWORKS} | {"python3"}
+    )
     for fw in frameworks_checked():
         spec = specs[f"d2l-{fw}"]
         assert Path(spec["resource_dir"]).is_relative_to(VENV), "kernels must live in the environment, not $HOME"
@@ -39,8 +43,9 @@ def test_jupyter_servers_default_to_a_d2l_kernel(tmp_path):
     # The default is what JupyterLab's launcher lists first and what 'New notebook' starts;
     # ipykernel's generic python3 kernel selects no framework, so %%tab cells fail in it.
     env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp_path)}  # the environment's config only
-    out = subprocess.run([sys.executable, "-c", SERVER_DEFAULT_KERNEL], check=True, capture_output=True,
-                         text=True, env=env, cwd=tmp_path).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", SERVER_DEFAULT_KERNEL], check=True, capture_output=True, text=True, env=env, cwd=tmp_path
+    ).stdout
     assert out.strip() == f"d2l-{FRAMEWORKS[0]}"
 
 
@@ -69,13 +74,15 @@ def test_kernel_sets_its_framework_and_imports_it_quietly(framework):
         assert error is None and out.strip() == framework
         module = IMPORTS[framework]
         out, err, error = run_in_kernel(
-            client, f"from d2l_shim import {'torch' if module == 'torch' else module} as d2l\n"
-                    f"import {module}; print({module}.__name__)")
+            client,
+            f"from d2l_shim import {'torch' if module == 'torch' else module} as d2l\n"
+            f"import {module}; print({module}.__name__)",
+        )
         assert error is None, error
         assert out.strip() == module
         assert err == "", f"start-up noise on stderr would land in notebooks: {err!r}"
         # The %%tab extension picks the kernel's framework.
-        out, _, error = run_in_kernel(client, f"%load_ext d2l_shim.tab\n")
+        out, _, error = run_in_kernel(client, "%load_ext d2l_shim.tab\n")
         assert error is None
         out, _, error = run_in_kernel(client, f"%%tab {framework}\nprint('ran')")
         assert (error, out.strip()) == (None, "ran")

@@ -11,8 +11,8 @@ import base64
 import copy
 import os
 import re
-import subprocess
 import shutil
+import subprocess
 from pathlib import Path
 
 import nbformat
@@ -110,8 +110,15 @@ def test_split_keeps_the_frameworks_cells_and_outputs(framework):
     split = splitting.split_notebook(load(), framework)
     code = [c for c in split.cells if c.cell_type == "code"]
     own_first, own_second = SPLIT_FIRST_LINES[framework]
-    expected = ["%load_ext d2l_shim.tab", own_first, "numbers = [1, 2, 3]", own_second,
-                "print(len(numbers))", "import matplotlib.pyplot as plt", "import time"]
+    expected = [
+        "%load_ext d2l_shim.tab",
+        own_first,
+        "numbers = [1, 2, 3]",
+        own_second,
+        "print(len(numbers))",
+        "import matplotlib.pyplot as plt",
+        "import time",
+    ]
     assert [c.source.split("\n")[0] for c in code] == expected
     assert not any("%%tab" in c.source for c in code)
     assert code[1].outputs[0].text == f"hello from {framework}\n"
@@ -122,7 +129,9 @@ def test_split_keeps_the_frameworks_cells_and_outputs(framework):
     assert [c.cell_type for c in split.cells].count("markdown") == 1
     display = {"pytorch": "PyTorch", "mxnet": "MXNet", "tensorflow": "TensorFlow", "jax": "JAX"}[framework]
     assert split.metadata.kernelspec == {
-        "name": f"d2l-{framework}", "display_name": f"Python 3 (d2l · {display})", "language": "python"
+        "name": f"d2l-{framework}",
+        "display_name": f"Python 3 (d2l · {display})",
+        "language": "python",
     }
 
 
@@ -162,8 +171,15 @@ def test_split_rejects_unknown_tab_names(tmp_path, capsys):
 
 
 # Which frameworks run each framework cell of the fixture (the others run everywhere).
-RUN_BY = {2: ("pytorch",), 3: ("mxnet",), 4: ("tensorflow",), 5: ("jax",),
-          7: ("pytorch",), 8: ("mxnet", "jax"), 9: ("tensorflow",)}
+RUN_BY = {
+    2: ("pytorch",),
+    3: ("mxnet",),
+    4: ("tensorflow",),
+    5: ("jax",),
+    7: ("pytorch",),
+    8: ("mxnet", "jax"),
+    9: ("tensorflow",),
+}
 
 
 def fake_runs(nb, frameworks=FRAMEWORKS):
@@ -276,8 +292,9 @@ def test_check_finds_unknown_tab_names(tmp_path):
 
 def test_check_finds_error_outputs(tmp_path):
     nb = load()
-    nb.cells[7].outputs = [nbformat.v4.new_output("error", ename="NameError", evalue="name 'x' is not defined",
-                                                  traceback=[])]
+    nb.cells[7].outputs = [
+        nbformat.v4.new_output("error", ename="NameError", evalue="name 'x' is not defined", traceback=[])
+    ]
     assert problems_of(nb, tmp_path) == [
         "cell 7 ('%%tab pytorch'): stored error output (NameError: name 'x' is not defined)"
     ]
@@ -322,8 +339,9 @@ def test_training_notebooks_need_accuracy_checks():
     assert chapter.is_training_notebook(nb)  # a notebook that trains is recognised by its code
     nb.cells.pop()
     problems = [p for p in checks.check_notebook(nb, training=True) if p.startswith("training notebook")]
-    assert problems == ["training notebook: no remove-cell-tagged cell asserting accuracy >= 0.80 for "
-                        "pytorch, mxnet, tensorflow, jax"]
+    assert problems == [
+        "training notebook: no remove-cell-tagged cell asserting accuracy >= 0.80 for pytorch, mxnet, tensorflow, jax"
+    ]
     nb.cells += [
         accuracy_check("assert test_acc >= 0.80, test_acc", "pytorch"),
         accuracy_check("assert acc > 0.5", "mxnet"),  # too weak
@@ -338,15 +356,18 @@ def test_training_notebooks_need_accuracy_checks():
     assert not [p for p in checks.check_notebook(nb, training=True) if p.startswith("training notebook")]
 
 
-@pytest.mark.parametrize("source, expected", [
-    ("assert accuracy >= 0.8", True),
-    ("assert metrics['val_acc'] > 0.85, metrics", True),
-    ("%time\nassert 0.80 <= acc", True),
-    ("assert accuracy >= 0.7", False),
-    ("assert loss >= 0.8", False),
-    ("print(accuracy >= 0.8)", False),
-    ("assert accuracy >= 0.8 +", False),
-])
+@pytest.mark.parametrize(
+    "source, expected",
+    [
+        ("assert accuracy >= 0.8", True),
+        ("assert metrics['val_acc'] > 0.85, metrics", True),
+        ("%time\nassert 0.80 <= acc", True),
+        ("assert accuracy >= 0.7", False),
+        ("assert loss >= 0.8", False),
+        ("print(accuracy >= 0.8)", False),
+        ("assert accuracy >= 0.8 +", False),
+    ],
+)
 def test_asserts_accuracy(source, expected):
     assert checks.asserts_accuracy(source) is expected
 
@@ -385,8 +406,7 @@ def test_execute_runs_merges_and_is_stable(tmp_path):
     assert done.cells[3].outputs == []  # mxnet's cell: not run
     assert "source_sha256" not in done.cells[3].metadata.d2l
     assert done.cells[2].metadata.d2l.source_sha256 == cells.source_sha256(done.cells[2].source)
-    assert all(c.execution_count is None and "execution" not in c.metadata
-               for c in done.cells if c.cell_type == "code")
+    assert all(c.execution_count is None and "execution" not in c.metadata for c in done.cells if c.cell_type == "code")
     first = path.read_bytes()
     execute.execute_notebooks([path], ["pytorch"], jobs=1, timeout=60)
     assert path.read_bytes() == first
@@ -430,19 +450,23 @@ def test_nbval_passes_good_and_names_bad_cells(tmp_path):
     bad.cells[2].outputs = [stream("hello from nobody\n")]  # wrong stored output
     # Shows the same text as the stored figure but draws no image: only our plugin notices
     # (nbval itself skips PNG data).
-    edit_source(bad, 11, "from IPython.display import display\n"
-                         "display({'text/plain': '<Figure size 200x150 with 1 Axes>'}, raw=True)", True)
+    edit_source(
+        bad,
+        11,
+        "from IPython.display import display\ndisplay({'text/plain': '<Figure size 200x150 with 1 Axes>'}, raw=True)",
+        True,
+    )
     write(bad, src, "bad")
     list_in_toc(src, "good", "bad")
     assert splitting.main(["--src", str(src), "--out", str(out)]) == 0
     command = nbval_command("pytorch", out / "pytorch")
-    done = subprocess.run(command, cwd=out, capture_output=True, text=True,
-                          env={**os.environ, **REPRODUCIBLE_ENV})
+    done = subprocess.run(command, cwd=out, capture_output=True, text=True, env={**os.environ, **REPRODUCIBLE_ENV})
     assert done.returncode == 1
     # Code cells of the reader's edition: 0 install, 1 setup, 2 hello, 3 sum, 4 torch, 5 len,
     # 6 plot, 7 clock. good.ipynb passes, `plt.plot(...);` included (see d2l_tools.nbval_plugin).
     assert set(re.findall(r"FAILED (\S+::Cell \d+)", done.stdout)) == {
-        "pytorch/chapter_x/bad.ipynb::Cell 2", "pytorch/chapter_x/bad.ipynb::Cell 6"
+        "pytorch/chapter_x/bad.ipynb::Cell 2",
+        "pytorch/chapter_x/bad.ipynb::Cell 6",
     }
     assert "the re-run has no image/png output (the stored cell has)" in done.stdout
     assert "14 passed" in done.stdout.splitlines()[-1] and "2 failed" in done.stdout.splitlines()[-1]
@@ -466,13 +490,17 @@ def test_split_notebooks_carry_their_local_images(tmp_path):
     svg = '<svg xmlns="http://www.w3.org/2000/svg" width="4" height="4"/>'
     (src / "img" / "net.svg").write_text(svg)
     nb = load()
-    nb.cells[1].source = ("A picture: ![the network](img/net.svg), a web one: ![x](https://example.org/x.png),"
-                          " a missing one: ![y](img/gone.png).")
+    nb.cells[1].source = (
+        "A picture: ![the network](img/net.svg), a web one: ![x](https://example.org/x.png),"
+        " a missing one: ![y](img/gone.png)."
+    )
     write(nb, src)
     list_in_toc(src, "tabbed")
     [path, *_] = splitting.split_notebooks(cells.find_notebooks(src), tmp_path / "out", ["jax"])
     cell = nbformat.read(str(path), as_version=4).cells[1]
-    assert cell.source == ("A picture: ![the network](attachment:net.svg), a web one: ![x](https://example.org/x.png),"
-                           " a missing one: ![y](img/gone.png).")
+    assert cell.source == (
+        "A picture: ![the network](attachment:net.svg), a web one: ![x](https://example.org/x.png),"
+        " a missing one: ![y](img/gone.png)."
+    )
     assert base64.b64decode(cell.attachments["net.svg"]["image/svg+xml"]).decode() == svg
     assert list(cell.attachments) == ["net.svg"]

@@ -152,13 +152,16 @@ def test_source_tab_reports_all_and_the_frameworks_in_the_books_order():
     assert tab.source_tab("%%table\nx") == tab.SHARED  # another magic
 
 
-@pytest.mark.parametrize("line, message", [
-    ("%%tab jax,jax", "names a framework twice"),
-    ("%%tab jax JAX", "names a framework twice"),
-    ("%%tab all,jax", "'all' cannot be combined"),
-    ("%%tab pytroch", "unknown framework 'pytroch'"),
-    ("%%tab", "names no framework"),
-])
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("%%tab jax,jax", "names a framework twice"),
+        ("%%tab jax JAX", "names a framework twice"),
+        ("%%tab all,jax", "'all' cannot be combined"),
+        ("%%tab pytroch", "unknown framework 'pytroch'"),
+        ("%%tab", "names no framework"),
+    ],
+)
 def test_bad_tab_lines_are_refused_by_every_reader(line, message, shell, monkeypatch):
     with pytest.raises(tab.TabMarkerError, match=message):
         tab.parse_tab_line(line)
@@ -178,8 +181,10 @@ def test_bench_reads_cells_with_the_same_grammar(tmp_path, monkeypatch):
     sys.modules.pop("chapter_models", None)
     import chapter_models
 
-    cells = [{"cell_type": "code", "source": source, "metadata": {}, "outputs": [], "execution_count": None}
-             for source in ("%%tab all\nshared = 1", "%%tab jax\nj = 1", "plain = 1", "%%tab jax,jax\nbad = 1")]
+    cells = [
+        {"cell_type": "code", "source": source, "metadata": {}, "outputs": [], "execution_count": None}
+        for source in ("%%tab all\nshared = 1", "%%tab jax\nj = 1", "plain = 1", "%%tab jax,jax\nbad = 1")
+    ]
     path = tmp_path / "nb.ipynb"
     path.write_text(json.dumps({"cells": cells[:3], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
     assert list(chapter_models.framework_cells(path, "jax")) == [(0, "\nshared = 1"), (1, "\nj = 1"), (2, "plain = 1")]

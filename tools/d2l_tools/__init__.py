@@ -19,11 +19,17 @@ def parse_frameworks(text, allowed=FRAMEWORKS):
 
 def add_frameworks_option(parser, allowed=FRAMEWORKS, default=""):
     """``--frameworks A,B``, parsed by ``parse_frameworks`` into a tuple; a bad name is a usage error."""
+
     def frameworks(text):
         try:
             return parse_frameworks(text, allowed)
         except ValueError as err:
             raise argparse.ArgumentTypeError(str(err)) from None
 
-    parser.add_argument("--frameworks", type=frameworks, default=default, metavar="A,B",
-                        help=f"comma list of {', '.join(allowed)} (default: all)")
+    parser.add_argument(
+        "--frameworks",
+        type=frameworks,
+        default=default,
+        metavar="A,B",
+        help=f"comma list of {', '.join(allowed)} (default: all)",
+    )

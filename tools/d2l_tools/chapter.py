@@ -55,13 +55,17 @@ def notebooks(chapter=None):
     missing = [name for name in entries if not (chapter / f"{name}.ipynb").is_file()]
     if missing:
         files = ", ".join(_shown(chapter / f"{name}.ipynb") for name in missing)
-        raise ChapterError(f"{_shown(index)} lists {', '.join(missing)}, but {files} "
-                           f"{'does' if len(missing) == 1 else 'do'} not exist: add the notebook or remove "
-                           "the entry from the {toctree}")
+        raise ChapterError(
+            f"{_shown(index)} lists {', '.join(missing)}, but {files} "
+            f"{'does' if len(missing) == 1 else 'do'} not exist: add the notebook or remove "
+            "the entry from the {toctree}"
+        )
     unlisted = sorted(path.stem for path in chapter.glob("*.ipynb") if path.stem not in entries)
     if unlisted:
-        raise ChapterError(f"{chapter} has {', '.join(n + '.ipynb' for n in unlisted)}, which the {{toctree}} "
-                           f"of {index} does not list: add it there (or remove the notebook)")
+        raise ChapterError(
+            f"{chapter} has {', '.join(n + '.ipynb' for n in unlisted)}, which the {{toctree}} "
+            f"of {index} does not list: add it there (or remove the notebook)"
+        )
     return [chapter / f"{name}.ipynb" for name in entries]
 
 

@@ -37,8 +37,11 @@ def publishing_problems(cell):
 
     Messages without the cell's place, which the caller adds; empty when publishable.
     """
-    problems = [f"stored error output ({out.get('ename', '?')}: {strip_ansi(out.get('evalue', ''))[:200]})"
-                for out in cell.get("outputs", []) if out.output_type == "error"]
+    problems = [
+        f"stored error output ({out.get('ename', '?')}: {strip_ansi(out.get('evalue', ''))[:200]})"
+        for out in cell.get("outputs", [])
+        if out.output_type == "error"
+    ]
     stored = cell.metadata.get("d2l", {}).get("source_sha256")
     if stored is None:
         problems.append("never run by `make notebooks` (no metadata.d2l.source_sha256): run it")
@@ -91,8 +94,11 @@ def require_whole_tab_groups(path, nb):
     a tab group lacks a framework: such a notebook is neither executed nor published."""
     problems = tab_group_problems(nb)
     if problems:
-        raise NotebookError(f"{path}:\n" + "\n".join(f"  {problem}" for problem in problems)
-                            + "\n  fix the tab groups (`python -m d2l_tools notebooks check` lists every problem)")
+        raise NotebookError(
+            f"{path}:\n"
+            + "\n".join(f"  {problem}" for problem in problems)
+            + "\n  fix the tab groups (`python -m d2l_tools notebooks check` lists every problem)"
+        )
 
 
 def asserts_accuracy(source, minimum=MIN_ACCURACY):
@@ -126,13 +132,16 @@ def _kernelspec_problems(nb):
     spec = nb.metadata.get("kernelspec") or {}
     names = {kernel_name(fw): fw for fw in FRAMEWORKS}
     if spec.get("name") not in names:
-        return [f"notebook metadata: kernelspec name is {spec.get('name')!r}, not one of {', '.join(names)}: "
-                "choose a d2l kernel in Jupyter (Kernel > Change Kernel) and save"]
+        return [
+            f"notebook metadata: kernelspec name is {spec.get('name')!r}, not one of {', '.join(names)}: "
+            "choose a d2l kernel in Jupyter (Kernel > Change Kernel) and save"
+        ]
     problems = []
     expected = display_name(names[spec["name"]])
     if spec.get("display_name") != expected:
-        problems.append(f"notebook metadata: kernelspec display_name is {spec.get('display_name')!r}, "
-                        f"expected {expected!r}")
+        problems.append(
+            f"notebook metadata: kernelspec display_name is {spec.get('display_name')!r}, expected {expected!r}"
+        )
     if spec.get("language") != "python":
         problems.append(f"notebook metadata: kernelspec language is {spec.get('language')!r}, expected 'python'")
     return problems
@@ -146,13 +155,17 @@ def _cell_problems(index, cell, tab):
     tags = cell.metadata.get("tags", [])
     d2l = cell.metadata.get("d2l", {})
     if IGNORE_OUTPUT_TAG in tags and not str(d2l.get("nbval_ignore_reason", "")).strip():
-        problems.append(f"{where}: tagged {IGNORE_OUTPUT_TAG} without metadata.d2l.nbval_ignore_reason "
-                        "(say in a few words what varies between runs)")
+        problems.append(
+            f"{where}: tagged {IGNORE_OUTPUT_TAG} without metadata.d2l.nbval_ignore_reason "
+            "(say in a few words what varies between runs)"
+        )
     try:
         policy = Policy.from_metadata(cell.metadata)
         if policy.loosened and not policy.reason:
-            problems.append(f"{where}: metadata.d2l.compare loosens the comparison without a reason "
-                            "(say in a few words what varies between machines and why the tolerance holds it)")
+            problems.append(
+                f"{where}: metadata.d2l.compare loosens the comparison without a reason "
+                "(say in a few words what varies between machines and why the tolerance holds it)"
+            )
     except PolicyError as err:
         problems.append(f"{where}: {err}")
     if cell.cell_type != "code":
@@ -165,8 +178,10 @@ def _cell_problems(index, cell, tab):
         return problems
     if not tab.shared:
         if not cell.outputs and not d2l.get("no_output"):
-            problems.append(f"{where}: framework cell without stored output; if it rightly prints nothing, "
-                            "set metadata.d2l.no_output: true")
+            problems.append(
+                f"{where}: framework cell without stored output; if it rightly prints nothing, "
+                "set metadata.d2l.no_output: true"
+            )
         if cell.outputs and d2l.get("no_output"):
             problems.append(f"{where}: has outputs but is marked metadata.d2l.no_output: true; drop the flag")
     return problems
@@ -185,8 +200,10 @@ def _accuracy_problems(nb):
     missing = [fw for fw in FRAMEWORKS if fw not in covered]
     if not missing:
         return []
-    return [f"training notebook: no {REMOVE_CELL_TAG}-tagged cell asserting accuracy >= {MIN_ACCURACY:.2f} "
-            f"for {', '.join(missing)}"]
+    return [
+        f"training notebook: no {REMOVE_CELL_TAG}-tagged cell asserting accuracy >= {MIN_ACCURACY:.2f} "
+        f"for {', '.join(missing)}"
+    ]
 
 
 def check_notebook(nb, training=False):

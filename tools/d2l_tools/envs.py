@@ -39,8 +39,14 @@ class Environment:
 
 
 ENVIRONMENTS = {
-    "main": Environment("main", ".venv", ("pytorch", "tensorflow", "jax"), ("3.11", "3.12", "3.13"),
-                        "environment.yml", apart="torch.txt"),
+    "main": Environment(
+        "main",
+        ".venv",
+        ("pytorch", "tensorflow", "jax"),
+        ("3.11", "3.12", "3.13"),
+        "environment.yml",
+        apart="torch.txt",
+    ),
     "mxnet": Environment("mxnet", ".venv-mxnet", ("mxnet",), ("3.10", "3.11"), "environment-mxnet.yml"),
 }
 

@@ -54,8 +54,10 @@ class Interrupted(Exception):
     """Ctrl-C stopped the runs; ``untouched`` are the notebooks left as they were."""
 
     def __init__(self, untouched):
-        super().__init__(f"interrupted; {', '.join(map(str, untouched)) or 'no notebook'} "
-                         f"{'is' if len(untouched) == 1 else 'are'} unchanged")
+        super().__init__(
+            f"interrupted; {', '.join(map(str, untouched)) or 'no notebook'} "
+            f"{'is' if len(untouched) == 1 else 'are'} unchanged"
+        )
         self.untouched = untouched
 
 
@@ -64,9 +66,13 @@ class Interrupted(Exception):
 # hashed on its own, so that a skipped or re-run pair can say which part changed.
 
 KEY_PARTS = ("cells", "d2l_shim", "environment", "data", "kernel")
-KEY_LABELS = {"cells": "its cells changed", "d2l_shim": "d2l_shim changed",
-              "environment": "the environment's lock file changed", "data": "the data cache changed",
-              "kernel": "the kernel's settings changed"}
+KEY_LABELS = {
+    "cells": "its cells changed",
+    "d2l_shim": "d2l_shim changed",
+    "environment": "the environment's lock file changed",
+    "data": "the data cache changed",
+    "kernel": "the kernel's settings changed",
+}
 
 
 def _digest(*chunks):
@@ -140,8 +146,10 @@ async def _run_under(path, nb, framework, timeout, slots):
         if cell_index in own:
             done = own.index(cell_index) + 1
             elapsed = time.monotonic() - clock["start"]
-            print(f"{label} {elapsed:6.1f} s  cell {cell_index} ({done}/{len(own)}): "
-                  f"{first_line(cell_body(cell))[:60]}", flush=True)
+            print(
+                f"{label} {elapsed:6.1f} s  cell {cell_index} ({done}/{len(own)}): {first_line(cell_body(cell))[:60]}",
+                flush=True,
+            )
 
     def on_executed(cell, cell_index, **_):
         _RUNNING.discard(client)
@@ -153,8 +161,7 @@ async def _run_under(path, nb, framework, timeout, slots):
         while True:
             await asyncio.sleep(HEARTBEAT)
             if "cell" in clock:
-                print(f"{label} cell {clock['index']} running for {time.monotonic() - clock['cell']:.0f} s",
-                      flush=True)
+                print(f"{label} cell {clock['index']} running for {time.monotonic() - clock['cell']:.0f} s", flush=True)
 
     client = NotebookClient(
         nb,
@@ -179,8 +186,9 @@ async def _run_under(path, nb, framework, timeout, slots):
             detail = strip_ansi(str(err)).strip()
             raise NotebookError(f"{path}: {framework}: {where} failed: {type(err).__name__}\n{detail}") from None
         except Exception as err:  # kernel did not start, lost connection, ...
-            raise NotebookError(f"{path}: {framework}: kernel {kernel_name(framework)}: "
-                                f"{type(err).__name__}: {err}") from None
+            raise NotebookError(
+                f"{path}: {framework}: kernel {kernel_name(framework)}: {type(err).__name__}: {err}"
+            ) from None
         finally:
             _RUNNING.discard(client)
             beat.cancel()
@@ -219,13 +227,16 @@ def merge_runs(nb, runs, name="notebook"):
             # tolerances nbval will allow (images may differ: each framework draws its own).
             first = runs[ran[0]].cells[index].outputs
             policy = Policy.from_metadata(cell.metadata)
-            differing = {fw: compare_outputs(first, runs[fw].cells[index].outputs, policy, sanitize, images=False)
-                         for fw in ran[1:]}
+            differing = {
+                fw: compare_outputs(first, runs[fw].cells[index].outputs, policy, sanitize, images=False)
+                for fw in ran[1:]
+            }
             differing = {fw: found for fw, found in differing.items() if found}
             if differing:
                 lines = [f"  {fw} against {ran[0]}: {found[0]}" for fw, found in differing.items()]
                 problems.append(
-                    f"{describe(index, cell)}: its text output differs between frameworks:\n" + "\n".join(lines)
+                    f"{describe(index, cell)}: its text output differs between frameworks:\n"
+                    + "\n".join(lines)
                     + "\n  Make it a tab group (one `%%tab <framework>` cell each) or make its output"
                     " framework-neutral."
                 )
@@ -264,9 +275,7 @@ async def _execute_notebook(path, frameworks, timeout, slots, force=False):
             print(f"[{path.name} · {fw}] skipped: nothing that can change its outputs changed", flush=True)
     if not to_run:
         return []
-    results = await asyncio.gather(
-        *(_run_under(path, nb, fw, timeout, slots) for fw in to_run), return_exceptions=True
-    )
+    results = await asyncio.gather(*(_run_under(path, nb, fw, timeout, slots) for fw in to_run), return_exceptions=True)
     cancelled = [r for r in results if isinstance(r, (asyncio.CancelledError, KeyboardInterrupt))]
     if cancelled:
         raise cancelled[0]
@@ -386,6 +395,8 @@ def execute_notebooks(paths, frameworks=FRAMEWORKS, jobs=2, timeout=CELL_TIMEOUT
         raise NotebookError("\n\n".join(str(err) for err in errors))
     executed = dict(zip(paths, results))
     ran = sum(len(fws) for fws in executed.values())
-    print(f"executed {ran} of {len(paths) * len(frameworks)} (notebook, framework) pair(s); "
-          f"{len(paths) * len(frameworks) - ran} skipped as current")
+    print(
+        f"executed {ran} of {len(paths) * len(frameworks)} (notebook, framework) pair(s); "
+        f"{len(paths) * len(frameworks) - ran} skipped as current"
+    )
     return executed

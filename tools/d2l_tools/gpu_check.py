@@ -37,8 +37,10 @@ DEVICE_CELL = {
     "pytorch": "print('d2l-gpu-check device:', next(model.parameters()).device)",
     "jax": "import jax\nprint('d2l-gpu-check device:', jax.tree_util.tree_leaves(trainer.state.params)[0].devices())",
 }
-HOW_TO = ("install CUDA builds into .venv: PyTorch's CUDA wheel of the version in requirements/torch.txt, "
-          "and `jax[cuda12]` (or the CUDA extra matching your driver), on a machine with an NVIDIA GPU")
+HOW_TO = (
+    "install CUDA builds into .venv: PyTorch's CUDA wheel of the version in requirements/torch.txt, "
+    "and `jax[cuda12]` (or the CUDA extra matching your driver), on a machine with an NVIDIA GPU"
+)
 
 
 class GpuCheckError(Exception):
@@ -61,8 +63,9 @@ def on_gpu(nb, framework, epochs=None):
         if cell.cell_type == "code":
             if REMOVE_CELL_TAG in cell.metadata.get("tags", []) and epochs:
                 continue  # its accuracy bound holds for the full run only
-            cell.source = re.sub(r"d2l\.Trainer\(([^)]*)\)",
-                                 lambda m: f"d2l.Trainer({m.group(1)}, num_gpus=1)", cell.source)
+            cell.source = re.sub(
+                r"d2l\.Trainer\(([^)]*)\)", lambda m: f"d2l.Trainer({m.group(1)}, num_gpus=1)", cell.source
+            )
             if epochs:
                 cell.source = re.sub(r"max_epochs=\d+", f"max_epochs={epochs}", cell.source)
             cell.outputs = []
@@ -78,18 +81,24 @@ def run(framework, name, epochs=None):
     path = chapter.CHAPTER / f"{name}.ipynb"
     nb = on_gpu(split_notebook(read_notebook(path), framework), framework, epochs)
     env = {**os.environ, **STATIC_OUTPUT_ENV}  # a GPU run uses the threads it likes
-    NotebookClient(nb, kernel_name=kernel_name(framework), timeout=1800,
-                   resources={"metadata": {"path": str(path.parent)}}).execute(env=env)
-    text = "".join(out.get("text", "") for cell in nb.cells for out in cell.get("outputs", [])
-                   if out.get("output_type") == "stream")
+    NotebookClient(
+        nb, kernel_name=kernel_name(framework), timeout=1800, resources={"metadata": {"path": str(path.parent)}}
+    ).execute(env=env)
+    text = "".join(
+        out.get("text", "")
+        for cell in nb.cells
+        for out in cell.get("outputs", [])
+        if out.get("output_type") == "stream"
+    )
     device = re.findall(r"d2l-gpu-check device: (.*)", text)
     accuracy = re.findall(r"validation accuracy[^:\n]*:\s*([0-9.]+)", text)
     return (device[-1] if device else "?"), (accuracy or ["?"])
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m d2l_tools gpu-check", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m d2l_tools gpu-check", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     add_frameworks_option(parser, allowed=GPU_FRAMEWORKS)
     parser.add_argument("--epochs", type=int, default=None, help="train fewer epochs (default: the notebooks')")
     parser.add_argument("--allow-cpu", action="store_true", help="run on the CPU when there is no GPU")

@@ -18,11 +18,10 @@ import json
 import sys
 from pathlib import Path
 
+from d2l_shim import FRAMEWORK_INFO, FRAMEWORKS
 from d2l_tools import add_frameworks_option
 from d2l_tools.envs import ENVIRONMENTS
 from d2l_tools.files import write_atomic
-from d2l_shim import FRAMEWORK_INFO, FRAMEWORKS
-
 
 # Start-up chatter that would otherwise land in notebook outputs as stderr text.
 QUIET_ENV = {
@@ -44,8 +43,11 @@ STATIC_OUTPUT_ENV = {"SOURCE_DATE_EPOCH": "0", "D2L_PROGRESS": "static"}
 # Two kernels run side by side (--jobs 2) on a 2-core machine, so each gets one compute
 # thread: oversubscribed, PyTorch was measured 12x slower per minibatch.
 ONE_THREAD_ENV = {
-    "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MXNET_CPU_WORKER_NTHREADS": "1",
-    "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1",
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "MXNET_CPU_WORKER_NTHREADS": "1",
+    "TF_NUM_INTRAOP_THREADS": "1",
+    "TF_NUM_INTEROP_THREADS": "1",
     "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
 }
 REPRODUCIBLE_ENV = {**STATIC_OUTPUT_ENV, **ONE_THREAD_ENV}
@@ -76,8 +78,10 @@ def require_kernels(frameworks):
     installed = KernelSpecManager().find_kernel_specs()
     missing = [kernel_name(fw) for fw in frameworks if kernel_name(fw) not in installed]
     if missing:
-        raise KernelError(f"Jupyter kernel(s) {', '.join(missing)} not installed: run "
-                          "`python -m d2l_tools kernels install` (part of `make setup`)")
+        raise KernelError(
+            f"Jupyter kernel(s) {', '.join(missing)} not installed: run "
+            "`python -m d2l_tools kernels install` (part of `make setup`)"
+        )
 
 
 def kernel_spec(framework, python):
@@ -135,8 +139,9 @@ def main(argv=None):
     inst = sub.add_parser("install", help="write the four kernelspecs")
     inst.add_argument("--prefix", default=sys.prefix, help="environment that Jupyter runs from (default: this one)")
     inst.add_argument("--python", default=sys.executable, help="interpreter for pytorch/tensorflow/jax kernels")
-    inst.add_argument("--mxnet-python", default=str(ENVIRONMENTS["mxnet"].python),
-                      help="interpreter for the mxnet kernel")
+    inst.add_argument(
+        "--mxnet-python", default=str(ENVIRONMENTS["mxnet"].python), help="interpreter for the mxnet kernel"
+    )
     add_frameworks_option(inst)
     inst.add_argument("--quiet", action="store_true", help="print nothing when all went well")
     args = parser.parse_args(argv)

@@ -90,8 +90,15 @@ def fingerprint(rel, data):
         return sha256(data)
     try:
         nb = json.loads(data)
-        cells = [[cell["cell_type"], "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"],
-                  cell.get("outputs", []), cell.get("attachments", {})] for cell in nb["cells"]]
+        cells = [
+            [
+                cell["cell_type"],
+                "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"],
+                cell.get("outputs", []),
+                cell.get("attachments", {}),
+            ]
+            for cell in nb["cells"]
+        ]
         kernel = nb.get("metadata", {}).get("kernelspec", {}).get("name")
     except (ValueError, KeyError, TypeError, AttributeError):
         return None
@@ -141,8 +148,16 @@ def read_manifest(out):
 
 
 def write_manifest(out, recorded):
-    text = json.dumps({"note": "written by `make lab`: fingerprint of each file as it last wrote it",
-                       "files": dict(sorted(recorded.items()))}, indent=1) + "\n"
+    text = (
+        json.dumps(
+            {
+                "note": "written by `make lab`: fingerprint of each file as it last wrote it",
+                "files": dict(sorted(recorded.items())),
+            },
+            indent=1,
+        )
+        + "\n"
+    )
     write_atomic(out / MANIFEST, text)
 
 
@@ -232,7 +247,8 @@ def print_report(report, out):
 def jupyter_lab_command(root, ip=LOCAL_IP, port=DEFAULT_PORT, open_browser=True):
     """The ``jupyter lab`` command line that serves ``root`` (``make lab`` and the lab test)."""
     command = [
-        str(VENV / "bin" / "jupyter"), "lab",
+        str(VENV / "bin" / "jupyter"),
+        "lab",
         f"--ServerApp.root_dir={Path(root).resolve()}",
         f"--ServerApp.ip={ip}",
         f"--ServerApp.port={port}",
@@ -252,8 +268,11 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--src", default=DEFAULT_SRC, help="folder of the tabbed notebooks (default: %(default)s)")
     parser.add_argument("--out", default=DEFAULT_OUT, help="folder JupyterLab serves (default: %(default)s)")
-    parser.add_argument("--ip", default=LOCAL_IP,
-                        help="address to listen on (default: %(default)s; 0.0.0.0 to reach it from outside a container)")
+    parser.add_argument(
+        "--ip",
+        default=LOCAL_IP,
+        help="address to listen on (default: %(default)s; 0.0.0.0 to reach it from outside a container)",
+    )
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (default: %(default)s)")
     parser.add_argument("--no-browser", action="store_true", help="do not open a browser")
     parser.add_argument("--prepare-only", action="store_true", help="write the folders, do not start JupyterLab")

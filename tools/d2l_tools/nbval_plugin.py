@@ -38,15 +38,21 @@ def nbval_command(framework, folder, junit_xml=None, timeout=CELL_TIMEOUT, pytho
     """
     folder = Path(folder).resolve()
     command = [
-        str(python), "-m", "pytest", str(folder),
+        str(python),
+        "-m",
+        "pytest",
+        str(folder),
         f"--rootdir={folder.parent}",
-        "-p", "d2l_tools.nbval_plugin",  # tolerant comparison (also loaded by its entry point)
+        "-p",
+        "d2l_tools.nbval_plugin",  # tolerant comparison (also loaded by its entry point)
         "--nbval",  # every cell's output is compared unless tagged nbval-ignore-output
         f"--nbval-kernel-name={kernel_name(framework)}",
         f"--nbval-sanitize-with={SANITIZE_CFG}",
         f"--nbval-cell-timeout={timeout}",
-        "-p", "no:cacheprovider",  # nothing written but the results
-        "-v", "--color=no",
+        "-p",
+        "no:cacheprovider",  # nothing written but the results
+        "-v",
+        "--color=no",
     ]
     if junit_xml:
         command.append(f"--junitxml={junit_xml}")
@@ -68,8 +74,9 @@ def sanitizer():
 
 
 def _framework(item):
-    kernel = item.config.getoption("nbval_kernel_name", None) or \
-        (item.parent.nb.metadata.get("kernelspec") or {}).get("name", "?")
+    kernel = item.config.getoption("nbval_kernel_name", None) or (item.parent.nb.metadata.get("kernelspec") or {}).get(
+        "name", "?"
+    )
     return kernel.removeprefix("d2l-")
 
 

@@ -32,13 +32,15 @@ INTERRUPTED = 130  # the shell's exit status for a process ended by Ctrl-C (128 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(
-        prog="python -m d2l_tools notebooks", description=__doc__,
+        prog="python -m d2l_tools notebooks",
+        description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    execute = sub.add_parser("execute", help="run under every kernel what may be out of date, merge the outputs "
-                                             "back (make notebooks)")
+    execute = sub.add_parser(
+        "execute", help="run under every kernel what may be out of date, merge the outputs back (make notebooks)"
+    )
     check_ = sub.add_parser("check", help="check the structure of the tabbed notebooks")
     for p in (execute, check_):
         p.add_argument("--src", default=DEFAULT_SRC, help=f"folder of tabbed notebooks (default {DEFAULT_SRC})")
@@ -56,8 +58,9 @@ def main(argv=None):
         if args.command == "execute":
             if args.jobs < 1:
                 raise NotebookError("--jobs must be at least 1")
-            execute_notebooks(find_notebooks(args.src, args.notebooks), args.frameworks,
-                              args.jobs, args.timeout, args.force)
+            execute_notebooks(
+                find_notebooks(args.src, args.notebooks), args.frameworks, args.jobs, args.timeout, args.force
+            )
         elif args.command == "check":
             failed = False
             for path in find_notebooks(args.src, args.notebooks):
@@ -70,8 +73,18 @@ def main(argv=None):
         elif args.command == "nbval":
             # The test runner's own stages, through the one entry point: no import back up into it.
             stages = ["split", *(f"nbval-{fw}" for fw in args.frameworks)]
-            return subprocess.call([sys.executable, "-m", "d2l_tools", "test", "--frameworks",
-                                    ",".join(args.frameworks), "--only", *stages])
+            return subprocess.call(
+                [
+                    sys.executable,
+                    "-m",
+                    "d2l_tools",
+                    "test",
+                    "--frameworks",
+                    ",".join(args.frameworks),
+                    "--only",
+                    *stages,
+                ]
+            )
     except NotebookError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -17,8 +17,9 @@ def stream(command, env=None, cwd=None, prefix=None):
     """
     if not prefix:
         return subprocess.call(command, cwd=cwd, env=env)
-    process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True, errors="replace")
+    process = subprocess.Popen(
+        command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace"
+    )
     for line in process.stdout:
         with _print_lock:
             print(f"[{prefix}] {line}", end="", flush=True)

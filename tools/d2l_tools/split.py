@@ -40,6 +40,7 @@ def attach_images(cell, folder):
     A split notebook travels alone (the book's downloads, a reader's copy); with its images
     attached it shows them wherever it is opened.
     """
+
     def attach(match):
         path = Path(folder) / match.group(2)
         mime = IMAGE_TYPES.get(path.suffix.lower())
@@ -114,8 +115,9 @@ def split_notebooks(paths, out, frameworks=FRAMEWORKS, prune=False, edition=None
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m d2l_tools split", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m d2l_tools split", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--src", default=DEFAULT_SRC, help=f"folder of tabbed notebooks (default {DEFAULT_SRC})")
     parser.add_argument("--out", default=DEFAULT_OUT, help=f"folder for split notebooks (default {DEFAULT_OUT})")
     args = parser.parse_args(argv)
