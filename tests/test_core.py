@@ -250,9 +250,9 @@ class FakeClock:
 
 
 def figure_snapshot(fig):
-    """What a figure shows at this moment: (label, xs, ys, marker) of each curve."""
+    """What a figure shows at this moment: (label, xs, ys, marker) of each curve, on every panel."""
     return [(line.get_label(), [float(x) for x in line.get_xdata()], [float(y) for y in line.get_ydata()],
-             line.get_marker()) for line in fig.axes[0].lines]
+             line.get_marker()) for axes in fig.axes for line in axes.lines]
 
 
 class FakeDisplay:
