@@ -61,8 +61,12 @@ def measure_imports(framework, rounds):
     """Median seconds to import the framework, and then ``d2l_shim.<fw>`` on top of it."""
     times = []
     for _ in range(rounds):
-        done = subprocess.run([sys.executable, "-c", _IMPORT_SNIPPET, FRAMEWORK_MODULE[framework],
-                               FRAMEWORK_INFO[framework].shim_module], capture_output=True, text=True, check=True)
+        done = subprocess.run(
+            [sys.executable, "-c", _IMPORT_SNIPPET, FRAMEWORK_MODULE[framework], FRAMEWORK_INFO[framework].shim_module],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         times.append([float(value) for value in done.stdout.split()])
     return {"framework": statistics.median(t[0] for t in times), "shim_own": statistics.median(t[1] for t in times)}
 
@@ -136,9 +140,10 @@ def run_model(loops, d2l, data, arrays, framework, name, epochs, profile_top=0):
     each of them. The first epoch of each side is its warm-up (lazy layers, tracing and
     compilation, thread pools): reported on its own, left out of the median.
     """
-    minimal = {side: loops.Minimal(chapter_model(framework, name), arrays, BATCH_SIZE, shuffle,
-                                   np.random.default_rng(index))
-               for index, (side, shuffle) in enumerate(MINIMAL_SIDES.items())}
+    minimal = {
+        side: loops.Minimal(chapter_model(framework, name), arrays, BATCH_SIZE, shuffle, np.random.default_rng(index))
+        for index, (side, shuffle) in enumerate(MINIMAL_SIDES.items())
+    }
     seconds, metrics = {side: [] for side in ("shim", *minimal)}, {}
     # With profile_top, the shim's epochs run under cProfile (which slows Python-heavy code:
     # its shares, not its seconds, are what to read); the minimal loops run outside it.
@@ -165,11 +170,15 @@ def run_model(loops, d2l, data, arrays, framework, name, epochs, profile_top=0):
             trainer.fit(model, data)
     metrics["shim"] = last_metrics(printed.getvalue())
     if profiler:
-        print(f"===== profile of {framework} {name}, d2l_shim side =====\n{top_of_profile(profiler, profile_top)}",
-              file=sys.stderr)
-    return {"epoch_s": {side: times[1:] for side, times in seconds.items()},
-            "first_epoch_s": {side: times[0] for side, times in seconds.items()},
-            "metrics": metrics}
+        print(
+            f"===== profile of {framework} {name}, d2l_shim side =====\n{top_of_profile(profiler, profile_top)}",
+            file=sys.stderr,
+        )
+    return {
+        "epoch_s": {side: times[1:] for side, times in seconds.items()},
+        "first_epoch_s": {side: times[0] for side, times in seconds.items()},
+        "metrics": metrics,
+    }
 
 
 def load_arrays(channels_last):
@@ -178,8 +187,10 @@ def load_arrays(channels_last):
 
     raw = d2l_data.load_fashion_mnist()
     arrays = {}
-    for split, images, labels in (("train", raw.train_images, raw.train_labels),
-                                  ("val", raw.test_images, raw.test_labels)):
+    for split, images, labels in (
+        ("train", raw.train_images, raw.train_labels),
+        ("val", raw.test_images, raw.test_labels),
+    ):
         images = images.astype(np.float32) / 255
         images = images[..., None] if channels_last else images[:, None]
         arrays[split] = (images, labels.astype(np.int64))
@@ -192,8 +203,13 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=10, help="timed epochs per model and side")
     parser.add_argument("--import-rounds", type=int, default=3, help="fresh interpreters per import")
     parser.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS))
-    parser.add_argument("--profile", type=int, default=0, metavar="N",
-                        help="profile the d2l_shim side; print its N costliest functions to stderr")
+    parser.add_argument(
+        "--profile",
+        type=int,
+        default=0,
+        metavar="N",
+        help="profile the d2l_shim side; print its N costliest functions to stderr",
+    )
     args = parser.parse_args(argv)
     if args.epochs < 1:
         parser.error("--epochs must be at least 1")
@@ -211,8 +227,10 @@ def main(argv=None):
         data = d2l.FashionMNIST(batch_size=BATCH_SIZE)
     arrays = load_arrays(data.channels_last)
     matmul_before = matmul_gflops(loops)
-    models = {name: run_model(loops, d2l, data, arrays, args.framework, name, args.epochs, args.profile)
-              for name in args.models}
+    models = {
+        name: run_model(loops, d2l, data, arrays, args.framework, name, args.epochs, args.profile)
+        for name in args.models
+    }
     result = {
         "framework": args.framework,
         "versions": loops.versions(),

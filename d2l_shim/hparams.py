@@ -5,9 +5,11 @@ import inspect
 
 def add_to_class(Class):
     """Decorator that attaches a function to ``Class`` as a method (lets a notebook grow a class cell by cell)."""
+
     def wrapper(obj):
         setattr(Class, obj.__name__, obj)
         return obj
+
     return wrapper
 
 
@@ -25,7 +27,8 @@ class HyperParameters:
         finally:
             del frame  # break the frame reference cycle at once
         skip = set(ignore) | {"self"}
-        self.hparams = {k: v for k, v in local_vars.items()
-                        if k not in skip and not k.startswith("_") and k != "__class__"}
+        self.hparams = {
+            k: v for k, v in local_vars.items() if k not in skip and not k.startswith("_") and k != "__class__"
+        }
         for k, v in self.hparams.items():
             setattr(self, k, v)

@@ -60,6 +60,7 @@ def get_key(seed=None):
     """A PRNG key from ``seed``, or from ``get_seed()`` (JAX has no global random state)."""
     return jax.random.PRNGKey(get_seed() if seed is None else seed)
 
+
 # ---------------------------------------------------------------------------------------
 # devices
 
@@ -149,8 +150,7 @@ class Classifier(Module):
     def loss(self, params, X, Y, state, averaged=True):
         # The dropout key is used only where dropout is on (training); d2l passes it the same way.
         Y_hat = state.apply_fn({"params": params}, *X, rngs={"dropout": state.dropout_rng})
-        losses = optax.softmax_cross_entropy_with_integer_labels(
-            Y_hat.reshape((-1, Y_hat.shape[-1])), Y.reshape((-1,)))
+        losses = optax.softmax_cross_entropy_with_integer_labels(Y_hat.reshape((-1, Y_hat.shape[-1])), Y.reshape((-1,)))
         return (losses.mean() if averaged else losses), {}
 
     def layer_summary(self, X_shape, key=None):
@@ -177,6 +177,7 @@ def in_mode(model, train):
     has_flag = any(f.name == "training" for f in dataclasses.fields(model))
     return model.clone(training=train) if has_flag else model
 
+
 # ---------------------------------------------------------------------------------------
 # optimizer
 
@@ -195,6 +196,7 @@ class SGD(HyperParameters):
 
     def __call__(self):
         return optax.GradientTransformation(self.init, self.update)
+
 
 # ---------------------------------------------------------------------------------------
 # data
@@ -216,6 +218,7 @@ class DataModule(training.DataModule):
 
 class FashionMNIST(training.FashionMNIST, DataModule):
     """Fashion-MNIST as JAX arrays."""
+
 
 # ---------------------------------------------------------------------------------------
 # trainer
@@ -250,9 +253,13 @@ class Trainer(training.Trainer):
         dummy_input = next(iter(self.val_dataloader or self.train_dataloader))[:-1]
         variables = self.model.apply_init(dummy_input, key={"params": params_key, "dropout": dropout_key})
         optimizer = self.optim() if isinstance(self.optim, SGD) else self.optim
-        self.state = TrainState.create(apply_fn=self.model.apply, params=variables["params"],
-                                       batch_stats=variables.get("batch_stats", {}),
-                                       dropout_rng=dropout_key, tx=optimizer)
+        self.state = TrainState.create(
+            apply_fn=self.model.apply,
+            params=variables["params"],
+            batch_stats=variables.get("batch_stats", {}),
+            dropout_rng=dropout_key,
+            tx=optimizer,
+        )
         self.apply_fns = {train: in_mode(self.model, train).apply for train in (True, False)}
 
     @contextlib.contextmanager
@@ -274,6 +281,7 @@ class Trainer(training.Trainer):
         def run(batch):
             self.state, loss = compiled(batch)
             return loss
+
         return run
 
     def compile_val_step(self):
@@ -286,10 +294,12 @@ class Trainer(training.Trainer):
         on_batch = jax.jit(step)
         # The barrier keeps XLA from fusing the gather into each consumer of the batch (the
         # forward and the backward pass): the rows are gathered once, into a buffer.
-        on_rows = jax.jit(lambda state, tensors, indices:
-                          step(state, jax.lax.optimization_barrier(_take(tensors, indices))))
-        return training.gathered_or_not(lambda batch: on_batch(self.state, batch),
-                                        lambda tensors, indices: on_rows(self.state, tensors, indices))
+        on_rows = jax.jit(
+            lambda state, tensors, indices: step(state, jax.lax.optimization_barrier(_take(tensors, indices)))
+        )
+        return training.gathered_or_not(
+            lambda batch: on_batch(self.state, batch), lambda tensors, indices: on_rows(self.state, tensors, indices)
+        )
 
     def train_step(self, batch):
         _, grads = self.model.training_step(self.state.params, batch, self.state)
@@ -307,6 +317,6 @@ class Trainer(training.Trainer):
         return state.apply_gradients(grads=grads).replace(dropout_rng=next_dropout_rng)
 
     def clip_gradients(self, grad_clip_val, grads):
-        norm = jnp.sqrt(sum(jnp.sum(g ** 2) for g in jax.tree_util.tree_leaves(grads)))
+        norm = jnp.sqrt(sum(jnp.sum(g**2) for g in jax.tree_util.tree_leaves(grads)))
         scale = jnp.minimum(1.0, grad_clip_val / norm)
         return jax.tree_util.tree_map(lambda g: g * scale, grads)

@@ -107,6 +107,7 @@ class Classifier(training.ClassifierBase, Module):
     def layer_summary(self, X_shape):
         training.print_layer_shapes(self.net, np.random.randn(*X_shape))
 
+
 # ---------------------------------------------------------------------------------------
 # optimizer
 
@@ -121,6 +122,7 @@ class SGD(HyperParameters):
         # The loss is already a mean over the batch, so the batch size is not used to rescale.
         for param in self.params:
             param -= self.lr * param.grad
+
 
 # ---------------------------------------------------------------------------------------
 # data
@@ -144,6 +146,7 @@ class DataModule(training.DataModule):
 
 class FashionMNIST(training.FashionMNIST, DataModule):
     """Fashion-MNIST as MXNet arrays."""
+
 
 # ---------------------------------------------------------------------------------------
 # trainer
@@ -188,7 +191,7 @@ class Trainer(training.Trainer):
         if not isinstance(params, list):
             params = [p.data() for p in params.values()]
         grads = [p.grad for p in params]
-        norm = float(np.sqrt(sum((g ** 2).sum() for g in grads)))
+        norm = float(np.sqrt(sum((g**2).sum() for g in grads)))
         if norm > grad_clip_val:
             for g in grads:
                 g[:] *= grad_clip_val / norm

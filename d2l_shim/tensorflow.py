@@ -85,8 +85,7 @@ class Module(training.ModuleBase, tf.keras.Model):
 
         Keras 3 does not track a ``tf.Variable`` assigned to a model attribute.
         """
-        raw = [value for _, value in sorted(vars(self).items())
-               if isinstance(value, tf.Variable) and value.trainable]
+        raw = [value for _, value in sorted(vars(self).items()) if isinstance(value, tf.Variable) and value.trainable]
         return list(super().trainable_variables) + raw
 
     def configure_optimizers(self):
@@ -109,6 +108,7 @@ class Classifier(training.ClassifierBase, Module):
     def layer_summary(self, X_shape):
         training.print_layer_shapes(self.net.layers, tf.random.normal(X_shape))
 
+
 # ---------------------------------------------------------------------------------------
 # optimizer
 
@@ -122,6 +122,7 @@ class SGD(HyperParameters):
     def apply_gradients(self, grads_and_vars):
         for grad, param in grads_and_vars:
             param.assign_sub(self.lr * grad)
+
 
 # ---------------------------------------------------------------------------------------
 # data
@@ -143,6 +144,7 @@ class DataModule(training.DataModule):
 class FashionMNIST(training.FashionMNIST, DataModule):
     """Fashion-MNIST as TensorFlow tensors."""
 
+
 # ---------------------------------------------------------------------------------------
 # trainer
 
@@ -150,8 +152,9 @@ class FashionMNIST(training.FashionMNIST, DataModule):
 def _compiled(step):
     """``step(batch)`` as graphs for every batch (each given as one tuple: a graph is traced
     once per structure); a batch's gather goes inside the graph."""
-    return training.gathered_or_not(tf.function(step),
-                                    tf.function(lambda tensors, indices: step(_take(tensors, indices))))
+    return training.gathered_or_not(
+        tf.function(step), tf.function(lambda tensors, indices: step(_take(tensors, indices)))
+    )
 
 
 class Trainer(training.Trainer):

@@ -81,6 +81,7 @@ class Classifier(training.ClassifierBase, Module):
     def layer_summary(self, X_shape):
         training.print_layer_shapes(self.net, torch.randn(*X_shape))
 
+
 # ---------------------------------------------------------------------------------------
 # optimizer
 
@@ -100,6 +101,7 @@ class SGD(HyperParameters):
         for param in self.params:
             if param.grad is not None:
                 param.grad.zero_()
+
 
 # ---------------------------------------------------------------------------------------
 # data
@@ -123,6 +125,7 @@ class DataModule(training.DataModule):
 
 class FashionMNIST(training.FashionMNIST, DataModule):
     """Fashion-MNIST as PyTorch tensors."""
+
 
 # ---------------------------------------------------------------------------------------
 # trainer
@@ -162,7 +165,7 @@ class Trainer(training.Trainer):
 
     def clip_gradients(self, grad_clip_val, model):
         params = [p for p in model.parameters() if p.requires_grad]
-        norm = torch.sqrt(sum(torch.sum(p.grad ** 2) for p in params))
+        norm = torch.sqrt(sum(torch.sum(p.grad**2) for p in params))
         if norm > grad_clip_val:
             for param in params:
                 param.grad[:] *= grad_clip_val / norm

@@ -139,16 +139,19 @@ def runs_eagerly():
         return _eager
     value = os.environ.get(EAGER_VARIABLE, "").strip()
     if value not in ("", "0", "1"):
-        raise ValueError(f"{EAGER_VARIABLE}={value!r} is not understood: set it to 1 (run the "
-                         f"training steps eagerly) or 0 (compile them), or unset it")
+        raise ValueError(
+            f"{EAGER_VARIABLE}={value!r} is not understood: set it to 1 (run the "
+            f"training steps eagerly) or 0 (compile them), or unset it"
+        )
     return value == "1"
 
 
 def check_count(owner, name, value, minimum):
     """Refuse ``value`` unless it is a whole number >= ``minimum`` (a bool is not a count)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{owner}({name}={value!r}): {name} must be a whole number "
-                        f">= {minimum}, not {type(value).__name__}")
+        raise TypeError(
+            f"{owner}({name}={value!r}): {name} must be a whole number >= {minimum}, not {type(value).__name__}"
+        )
     if value < minimum:
         raise ValueError(f"{owner}({name}={value!r}): {name} must be >= {minimum}")
 
@@ -213,7 +216,8 @@ class Trainer(HyperParameters):
         self.epoch = 0
         self.train_batch_idx = 0
         self.val_batch_idx = 0
-        for self.epoch in range(self.max_epochs):
+        for epoch in range(self.max_epochs):
+            self.epoch = epoch
             self.fit_epoch()
             self.report_epoch()
         model.board.finish()
@@ -260,8 +264,10 @@ class Trainer(HyperParameters):
     # What a framework supplies (see the class docstring).
 
     def train_step(self, batch):
-        raise NotImplementedError(f"{type(self).__name__} defines no train_step(batch): a framework's "
-                                  "Trainer runs the model's training_step and updates the parameters there")
+        raise NotImplementedError(
+            f"{type(self).__name__} defines no train_step(batch): a framework's "
+            "Trainer runs the model's training_step and updates the parameters there"
+        )
 
     def val_step(self, batch):
         self.model.validation_step(batch)
@@ -317,8 +323,14 @@ class DataModule(HyperParameters):
     def get_tensorloader(self, tensors, train, indices=slice(0, None)):
         """Minibatches of in-memory ``tensors`` (shuffled when ``train``), one gather per batch."""
         tensors = tuple(t[indices] for t in tensors)
-        return IndexBatchLoader(tensors, self.batch_size, train, take=self.take_batch,
-                                rng=getattr(self, "rng", None), deferred=self.gathers_in_step)
+        return IndexBatchLoader(
+            tensors,
+            self.batch_size,
+            train,
+            take=self.take_batch,
+            rng=getattr(self, "rng", None),
+            deferred=self.gathers_in_step,
+        )
 
 
 class IndexBatches:
@@ -399,10 +411,12 @@ class IndexedBatch(Sequence):
 def gathered_or_not(step, gather_and_step):
     """One compiled step for every batch: ``gather_and_step(tensors, indices)`` for an
     ``IndexedBatch`` nobody has read yet, else ``step(batch)`` on the batch's tensors."""
+
     def run(batch):
         if isinstance(batch, IndexedBatch) and not batch.is_gathered:
             return gather_and_step(batch.tensors, batch.indices)
         return step(tuple(batch))
+
     return run
 
 

@@ -40,8 +40,9 @@ def _listed(variable):
     names = [name.strip() for name in configured.split(",") if name.strip()]
     unknown = [name for name in names if name not in FRAMEWORKS]
     if unknown:
-        raise pytest.UsageError(f"{variable}={configured!r} names {unknown}; "
-                                f"use a comma list of {', '.join(FRAMEWORKS)}")
+        raise pytest.UsageError(
+            f"{variable}={configured!r} names {unknown}; use a comma list of {', '.join(FRAMEWORKS)}"
+        )
     return [fw for fw in FRAMEWORKS if fw in names]
 
 
@@ -73,8 +74,10 @@ def python_for(framework):
     variable = "D2L_MXNET_PYTHON" if framework == "mxnet" else "D2L_MAIN_PYTHON"
     python = Path(os.environ.get(variable) or REPO / VENV_OF[framework] / "bin" / "python")
     if not python.exists():
-        pytest.fail(f"{framework} is not installed in this interpreter and {python} does not "
-                    f"exist: run `make setup` (or set {variable} to a Python that has {framework})")
+        pytest.fail(
+            f"{framework} is not installed in this interpreter and {python} does not "
+            f"exist: run `make setup` (or set {variable} to a Python that has {framework})"
+        )
     return str(python)
 
 

@@ -34,13 +34,18 @@ MODELS = CHAPTER_MODELS
 WEIGHT_NAMES = ("W1", "b1", "W2", "b2")
 
 
-def initial_weights(rng, num_inputs=784, num_hiddens=256, num_outputs=10, sigma=0.01,
-                    bias_sigma=0.0):
+def initial_weights(rng, num_inputs=784, num_hiddens=256, num_outputs=10, sigma=0.01, bias_sigma=0.0):
     """Float32 weights drawn from ``rng``: normal(0, sigma) matrices, normal(0, bias_sigma) biases."""
-    shapes = {"W1": (num_inputs, num_hiddens), "b1": (num_hiddens,),
-              "W2": (num_hiddens, num_outputs), "b2": (num_outputs,)}
-    return {name: (rng.normal(0, sigma if name.startswith("W") else bias_sigma, shape)
-                   .astype(np.float32)) for name, shape in shapes.items()}
+    shapes = {
+        "W1": (num_inputs, num_hiddens),
+        "b1": (num_hiddens,),
+        "W2": (num_hiddens, num_outputs),
+        "b2": (num_outputs,),
+    }
+    return {
+        name: (rng.normal(0, sigma if name.startswith("W") else bias_sigma, shape).astype(np.float32))
+        for name, shape in shapes.items()
+    }
 
 
 def build_model(framework, kind, weights, lr):
@@ -77,8 +82,10 @@ def build_model(framework, kind, weights, lr):
 def _two_dense(model, layers):
     """``layers`` if there are two (a one-hidden-layer MLP), else a clear error."""
     if len(layers) != 2:
-        raise ValueError(f"{type(model).__name__} has {len(layers)} dense layers; the parity test "
-                         "sets the weights of a one-hidden-layer MLP (two)")
+        raise ValueError(
+            f"{type(model).__name__} has {len(layers)} dense layers; the parity test "
+            "sets the weights of a one-hidden-layer MLP (two)"
+        )
     return layers
 
 
@@ -98,8 +105,12 @@ def _set_torch(model, w, num_inputs):
             pairs = [(getattr(model, name), w[name]) for name in WEIGHT_NAMES]
         else:  # torch stores a Linear weight as (outputs, inputs)
             layers = _two_dense(model, layers)
-            pairs = [(layers[0].weight, w["W1"].T), (layers[0].bias, w["b1"]),
-                     (layers[1].weight, w["W2"].T), (layers[1].bias, w["b2"])]
+            pairs = [
+                (layers[0].weight, w["W1"].T),
+                (layers[0].bias, w["b1"]),
+                (layers[1].weight, w["W2"].T),
+                (layers[1].bias, w["b2"]),
+            ]
         for param, value in pairs:
             _check_shape("a parameter", param.shape, value.shape)
             param.copy_(torch.from_numpy(np.ascontiguousarray(value)))  # a copy: w stays as given
@@ -134,8 +145,12 @@ def _set_tensorflow(model, w, num_inputs):
         # Built layer by layer: a Sequential built by a call would accept only that input shape.
         layers[0].build((None, num_inputs))
         layers[1].build((None, layers[0].units))
-        pairs = [(layers[0].kernel, w["W1"]), (layers[0].bias, w["b1"]),
-                 (layers[1].kernel, w["W2"]), (layers[1].bias, w["b2"])]
+        pairs = [
+            (layers[0].kernel, w["W1"]),
+            (layers[0].bias, w["b1"]),
+            (layers[1].kernel, w["W2"]),
+            (layers[1].bias, w["b2"]),
+        ]
     for variable, value in pairs:
         _check_shape(variable.name, variable.shape, value.shape)
         variable.assign(value)
@@ -153,15 +168,19 @@ def _jax_class(base, sizes, w, lr):
             given = {name: w[name] for name in WEIGHT_NAMES}
         else:  # flax keeps a Dense kernel as (inputs, outputs), like W in X @ W
             layers = _two_dense(self, sorted(name for name, value in params.items() if "kernel" in value))
-            given = {layers[0]: {"kernel": w["W1"], "bias": w["b1"]},
-                     layers[1]: {"kernel": w["W2"], "bias": w["b2"]}}
-        jax.tree_util.tree_map(lambda have, want: _check_shape("a parameter", have.shape, want.shape),
-                               {k: params[k] for k in given}, given)
+            given = {layers[0]: {"kernel": w["W1"], "bias": w["b1"]}, layers[1]: {"kernel": w["W2"], "bias": w["b2"]}}
+        jax.tree_util.tree_map(
+            lambda have, want: _check_shape("a parameter", have.shape, want.shape), {k: params[k] for k in given}, given
+        )
         return {**variables, "params": {**params, **jax.tree_util.tree_map(jnp.asarray, given)}}
 
     fields = accepted(base, {**sizes, "lr": lr})
-    namespace = {"__annotations__": {name: type(value) for name, value in fields.items()},
-                 **fields, "apply_init": apply_init, "__module__": base.__module__}
+    namespace = {
+        "__annotations__": {name: type(value) for name, value in fields.items()},
+        **fields,
+        "apply_init": apply_init,
+        "__module__": base.__module__,
+    }
     return type(base)(f"GivenWeights{base.__name__}", (base,), namespace)
 
 
@@ -174,8 +193,10 @@ def train_steps(framework, kind, weights, X, y, batch_size, lr):
 
     d2l = importlib.import_module(FRAMEWORK_INFO[framework].shim_module)
     model = build_model(framework, kind, weights, lr)
-    tensors = (d2l.DataModule.to_tensor(np.asarray(X, dtype=np.float32)),
-               d2l.DataModule.to_tensor(np.asarray(y).astype(d2l.DataModule.label_dtype)))
+    tensors = (
+        d2l.DataModule.to_tensor(np.asarray(X, dtype=np.float32)),
+        d2l.DataModule.to_tensor(np.asarray(y).astype(d2l.DataModule.label_dtype)),
+    )
 
     class InOrder(d2l.DataModule):
         def __init__(self):
@@ -189,8 +210,7 @@ def train_steps(framework, kind, weights, X, y, batch_size, lr):
     losses = []
     # The trainer reports every step's loss to the board (which averages them); keep them all.
     model.board.display = False
-    model.board.draw = lambda x, value, label, every_n=1: (
-        losses.append(value) if label == "train_loss" else None)
+    model.board.draw = lambda x, value, label, every_n=1: losses.append(value) if label == "train_loss" else None
     d2l.Trainer(max_epochs=1).fit(model, InOrder())
     return np.array([float(to_numpy(value)) for value in losses])
 
@@ -224,8 +244,12 @@ def main(argv):
             sys.exit(f"{source} lacks {', '.join(missing)}; see the docstring of {__file__}")
         inputs = {key: given[key] for key in given.files}
     weights = {name: inputs[name] for name in WEIGHT_NAMES}
-    losses = {kind: train_steps(framework, kind, weights, inputs["X"], inputs["y"],
-                                int(inputs["batch_size"]), float(inputs["lr"])) for kind in kinds}
+    losses = {
+        kind: train_steps(
+            framework, kind, weights, inputs["X"], inputs["y"], int(inputs["batch_size"]), float(inputs["lr"])
+        )
+        for kind in kinds
+    }
     _save_npz(target, losses)
 
 

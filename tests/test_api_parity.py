@@ -24,7 +24,7 @@ import json
 import subprocess
 import sys
 import zipfile
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -36,17 +36,52 @@ if __name__ != "__main__":  # the script mode at the bottom runs in .venv-mxnet,
     from d2l_tools import chapter
 
 WHEEL = REPO / ".cache" / "d2l-1.0.3-py3-none-any.whl"
-D2L_SOURCE = {"pytorch": "d2l/torch.py", "mxnet": "d2l/mxnet.py",
-              "tensorflow": "d2l/tensorflow.py", "jax": "d2l/jax.py"}
+D2L_SOURCE = {
+    "pytorch": "d2l/torch.py",
+    "mxnet": "d2l/mxnet.py",
+    "tensorflow": "d2l/tensorflow.py",
+    "jax": "d2l/jax.py",
+}
 NOTEBOOKS = [path.name for path in chapter.notebooks()] if __name__ != "__main__" else []  # the toctree
-CORE_CLASSES = ("HyperParameters", "ProgressBoard", "Module", "Classifier", "Trainer", "SGD",
-                "DataModule", "FashionMNIST")
-CORE_NAMES = CORE_CLASSES + ("plot", "plt", "set_figsize", "set_axes", "use_svg_display",
-                             "show_images", "add_to_class", "try_gpu", "try_all_gpus", "gpu", "cpu",
-                             "num_gpus")
+CORE_CLASSES = (
+    "HyperParameters",
+    "ProgressBoard",
+    "Module",
+    "Classifier",
+    "Trainer",
+    "SGD",
+    "DataModule",
+    "FashionMNIST",
+)
+CORE_NAMES = CORE_CLASSES + (
+    "plot",
+    "plt",
+    "set_figsize",
+    "set_axes",
+    "use_svg_display",
+    "show_images",
+    "add_to_class",
+    "try_gpu",
+    "try_all_gpus",
+    "gpu",
+    "cpu",
+    "num_gpus",
+)
 # Checked when d2l defines them for the framework (not every framework has every alias).
-ALIASES = ("float32", "arange", "zeros", "ones", "normal", "matmul", "exp", "log", "sigmoid",
-           "tanh", "reshape", "get_key")
+ALIASES = (
+    "float32",
+    "arange",
+    "zeros",
+    "ones",
+    "normal",
+    "matmul",
+    "exp",
+    "log",
+    "sigmoid",
+    "tanh",
+    "reshape",
+    "get_key",
+)
 # Names the notebooks may use although d2l 1.0.3 lacks them: name -> why. Keep it empty if
 # possible: a reader who installs the real d2l package could not run such a cell.
 SHIM_ONLY_NAMES = {}
@@ -59,16 +94,19 @@ POSITIONAL = ("POSITIONAL_ONLY", "POSITIONAL_OR_KEYWORD")
 # ---------------------------------------------------------------------------------------
 # d2l 1.0.3, read with ast
 
+
 def _ast_params(arguments):
     """[(name, kind, has_default)] of an ast.arguments, in the order inspect lists them."""
-    positional = [(a, "POSITIONAL_ONLY") for a in arguments.posonlyargs] + \
-                 [(a, "POSITIONAL_OR_KEYWORD") for a in arguments.args]
+    positional = [(a, "POSITIONAL_ONLY") for a in arguments.posonlyargs] + [
+        (a, "POSITIONAL_OR_KEYWORD") for a in arguments.args
+    ]
     first_default = len(positional) - len(arguments.defaults)
     params = [(a.arg, kind, i >= first_default) for i, (a, kind) in enumerate(positional)]
     if arguments.vararg:
         params.append((arguments.vararg.arg, "VAR_POSITIONAL", False))
-    params += [(a.arg, "KEYWORD_ONLY", default is not None)
-               for a, default in zip(arguments.kwonlyargs, arguments.kw_defaults)]
+    params += [
+        (a.arg, "KEYWORD_ONLY", default is not None) for a, default in zip(arguments.kwonlyargs, arguments.kw_defaults)
+    ]
     if arguments.kwarg:
         params.append((arguments.kwarg.arg, "VAR_KEYWORD", False))
     return params
@@ -90,7 +128,7 @@ def _dotted(node):
     return ".".join([node.id, *reversed(parts)]) if isinstance(node, ast.Name) else None
 
 
-@lru_cache(maxsize=None)
+@cache
 def d2l_api(framework):
     """Top-level names of d2l 1.0.3's module for ``framework``.
 
@@ -100,8 +138,10 @@ def d2l_api(framework):
     Where d2l defines a name twice, the last definition wins, as when Python runs the file.
     """
     if not WHEEL.exists():
-        pytest.fail(f"{WHEEL.relative_to(REPO)} is missing: run `make setup` (it runs "
-                    f"`pip download --no-deps d2l==1.0.3 -d .cache`)")
+        pytest.fail(
+            f"{WHEEL.relative_to(REPO)} is missing: run `make setup` (it runs "
+            f"`pip download --no-deps d2l==1.0.3 -d .cache`)"
+        )
     with zipfile.ZipFile(WHEEL) as wheel:
         tree = ast.parse(wheel.read(D2L_SOURCE[framework]).decode())
     imports, api = {}, {}
@@ -118,13 +158,14 @@ def d2l_api(framework):
         elif isinstance(node, ast.FunctionDef):
             api[node.name] = {"kind": "function", "params": _ast_params(node.args)}
         elif isinstance(node, ast.ClassDef):
-            methods = {item.name: _ast_params(item.args) for item in node.body
-                       if isinstance(item, ast.FunctionDef)}
-            api[node.name] = {"kind": "class", "params": methods.pop("__init__", None),
-                              "methods": methods,
-                              "bases": [b for b in map(_base_name, node.bases) if b in CORE_CLASSES]}
-        elif (isinstance(node, ast.Assign) and len(node.targets) == 1
-              and isinstance(node.targets[0], ast.Name)):
+            methods = {item.name: _ast_params(item.args) for item in node.body if isinstance(item, ast.FunctionDef)}
+            api[node.name] = {
+                "kind": "class",
+                "params": methods.pop("__init__", None),
+                "methods": methods,
+                "bases": [b for b in map(_base_name, node.bases) if b in CORE_CLASSES],
+            }
+        elif isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
             dotted = _dotted(node.value)
             head, _, rest = (dotted or "").partition(".")
             target = f"{imports[head]}.{rest}" if dotted and head in imports and rest else None
@@ -135,9 +176,12 @@ def d2l_api(framework):
 # ---------------------------------------------------------------------------------------
 # d2l_shim, read with inspect (runs in the framework's own environment)
 
+
 def _params(obj):
-    return [[p.name, p.kind.name, p.default is not inspect.Parameter.empty]
-            for p in inspect.signature(obj).parameters.values()]
+    return [
+        [p.name, p.kind.name, p.default is not inspect.Parameter.empty]
+        for p in inspect.signature(obj).parameters.values()
+    ]
 
 
 def _resolve(path):
@@ -173,11 +217,12 @@ def describe(framework, request):
             except (TypeError, ValueError) as err:
                 info["params_error"] = f"{type(err).__name__}: {err}"
         if wanted.get("methods"):
-            info["methods"] = {m: _params(getattr(obj, m)) if hasattr(obj, m) else None
-                               for m in wanted["methods"]}
+            info["methods"] = {m: _params(getattr(obj, m)) if hasattr(obj, m) else None for m in wanted["methods"]}
         if wanted.get("bases"):
-            info["bases"] = {base: inspect.isclass(obj) and hasattr(module, base)
-                             and issubclass(obj, getattr(module, base)) for base in wanted["bases"]}
+            info["bases"] = {
+                base: inspect.isclass(obj) and hasattr(module, base) and issubclass(obj, getattr(module, base))
+                for base in wanted["bases"]
+            }
         if wanted.get("target"):
             try:
                 target = _resolve(wanted["target"])
@@ -194,9 +239,12 @@ def request_for(framework, names):
     request = {}
     for name in names:
         theirs = api.get(name, {})
-        request[name] = {"params": theirs.get("params") is not None,
-                         "methods": sorted(theirs.get("methods", {})) if name in CORE_CLASSES else [],
-                         "bases": theirs.get("bases", []), "target": theirs.get("target")}
+        request[name] = {
+            "params": theirs.get("params") is not None,
+            "methods": sorted(theirs.get("methods", {})) if name in CORE_CLASSES else [],
+            "bases": theirs.get("bases", []),
+            "target": theirs.get("target"),
+        }
     return request
 
 
@@ -213,9 +261,12 @@ def ours(framework, tmp_path_factory):
         else:
             folder = tmp_path_factory.mktemp(f"api-{framework}")
             (folder / "request.json").write_text(json.dumps(request))
-            done = subprocess.run([python_for(framework), __file__, framework,
-                                   str(folder / "request.json"), str(folder / "result.json")],
-                                  capture_output=True, text=True, timeout=300)
+            done = subprocess.run(
+                [python_for(framework), __file__, framework, str(folder / "request.json"), str(folder / "result.json")],
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
             if done.returncode != 0:
                 pytest.fail(f"describing d2l_shim for {framework} failed:\n{done.stderr[-3000:]}")
             _described[framework] = json.loads((folder / "result.json").read_text())
@@ -224,6 +275,7 @@ def ours(framework, tmp_path_factory):
 
 # ---------------------------------------------------------------------------------------
 # comparing
+
 
 def incompatibilities(theirs, ours_params):
     """Why a function with parameters ``ours_params`` cannot stand in for d2l's ``theirs``."""
@@ -246,8 +298,11 @@ def incompatibilities(theirs, ours_params):
         if has_default and not our_default:
             problems.append(f"{name!r} is required, d2l's has a default")
     their_names = {name for name, _, _ in theirs}
-    problems += [f"extra required parameter {name!r}" for name, kind, has_default in ours_params
-                 if name not in their_names and kind not in VARIADIC and not has_default]
+    problems += [
+        f"extra required parameter {name!r}"
+        for name, kind, has_default in ours_params
+        if name not in their_names and kind not in VARIADIC and not has_default
+    ]
     return problems
 
 
@@ -267,19 +322,21 @@ def problems_with(framework, name, found):
         if params is None:
             problems.append(f"{name}.{method}: missing (d2l's {name} defines it)")
         elif (framework, name, method) not in D2L_SLIPS:
-            problems += [f"{name}.{method}: {p}" for p in
-                         incompatibilities(theirs["methods"][method], params)]
-    problems += [f"{name}: not a subclass of {base} (d2l's is)"
-                 for base, ok in found.get("bases", {}).items() if ok is not True]
+            problems += [f"{name}.{method}: {p}" for p in incompatibilities(theirs["methods"][method], params)]
+    problems += [
+        f"{name}: not a subclass of {base} (d2l's is)" for base, ok in found.get("bases", {}).items() if ok is not True
+    ]
     same = found.get("same_as_target", True)
     if same is not True:
-        problems.append(f"{name}: is not {theirs['target']} as in d2l"
-                        + (f" ({same})" if isinstance(same, str) else ""))
+        problems.append(
+            f"{name}: is not {theirs['target']} as in d2l" + (f" ({same})" if isinstance(same, str) else "")
+        )
     return problems
 
 
 # ---------------------------------------------------------------------------------------
 # the chapter's notebooks
+
 
 def notebook_cells(path):
     """[(frameworks, source without magic lines, cell number)] of a notebook's code cells."""
@@ -310,8 +367,11 @@ def d2l_names_used(path, framework):
             tree = ast.parse(code)
         except SyntaxError as err:
             pytest.fail(f"{path.name} code cell {number} is not valid Python: {err}")
-        names |= {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)
-                  and isinstance(node.value, ast.Name) and node.value.id == "d2l"}
+        names |= {
+            node.attr
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "d2l"
+        }
     return names
 
 
@@ -326,13 +386,16 @@ def notebook_paths():
 # ---------------------------------------------------------------------------------------
 # tests
 
+
 def test_reading_d2l_finds_its_core_api():
     """The ast reading itself: known facts of d2l 1.0.3, so a broken parser cannot pass silently."""
     torch_api, jax_api = d2l_api("pytorch"), d2l_api("jax")
-    assert torch_api["Trainer"]["params"] == [("self", "POSITIONAL_OR_KEYWORD", False),
-                                              ("max_epochs", "POSITIONAL_OR_KEYWORD", False),
-                                              ("num_gpus", "POSITIONAL_OR_KEYWORD", True),
-                                              ("gradient_clip_val", "POSITIONAL_OR_KEYWORD", True)]
+    assert torch_api["Trainer"]["params"] == [
+        ("self", "POSITIONAL_OR_KEYWORD", False),
+        ("max_epochs", "POSITIONAL_OR_KEYWORD", False),
+        ("num_gpus", "POSITIONAL_OR_KEYWORD", True),
+        ("gradient_clip_val", "POSITIONAL_OR_KEYWORD", True),
+    ]
     assert torch_api["Classifier"]["bases"] == ["Module"]
     assert torch_api["float32"]["target"] == "torch.float32"
     assert d2l_api("mxnet")["zeros"]["target"] == "mxnet.np.zeros"
@@ -346,8 +409,10 @@ def test_compatibility_rules():
     def sig(*params):
         """'x' positional, 'x=' with a default, '*x' and '**x' variadic."""
         kinds = {"**": "VAR_KEYWORD", "*": "VAR_POSITIONAL"}
-        return [(p.strip("*="), kinds.get(p[:len(p) - len(p.lstrip("*"))], "POSITIONAL_OR_KEYWORD"),
-                 p.endswith("=")) for p in params]
+        return [
+            (p.strip("*="), kinds.get(p[: len(p) - len(p.lstrip("*"))], "POSITIONAL_OR_KEYWORD"), p.endswith("="))
+            for p in params
+        ]
 
     d2l = sig("self", "x", "y=")
     assert incompatibilities(d2l, sig("self", "x", "y=", "z=")) == []
@@ -377,9 +442,11 @@ def test_notebooks_use_d2l_names_that_we_define_alike(framework, notebook, tmp_p
     problems = []
     for name in sorted(used):
         if name not in api and name not in SHIM_ONLY_NAMES:
-            problems.append(f"d2l.{name}: d2l 1.0.3 has no such name for {framework}; readers "
-                            f"with the real d2l package could not run the cell (avoid it, or "
-                            f"list it in SHIM_ONLY_NAMES with a reason)")
+            problems.append(
+                f"d2l.{name}: d2l 1.0.3 has no such name for {framework}; readers "
+                f"with the real d2l package could not run the cell (avoid it, or "
+                f"list it in SHIM_ONLY_NAMES with a reason)"
+            )
         elif name not in api:
             problems += [] if found[name]["exists"] else [f"d2l.{name}: missing from d2l_shim"]
         else:

@@ -69,10 +69,11 @@ def new_axes():
 # ---------------------------------------------------------------------------------------
 # plotting
 
+
 @pytest.mark.parametrize("kind", TENSOR_KINDS)
 def test_plot_draws_the_values_of_every_tensor_type(kind):
     x = np.linspace(-2, 2, 9, dtype=np.float32)
-    y = x ** 2 - 1
+    y = x**2 - 1
     if kind == "pytorch":
         assert as_tensor(kind, y).requires_grad  # the case that needs detaching
     axes = new_axes()
@@ -97,8 +98,7 @@ def test_plot_of_several_series_shares_x_and_uses_one_format_each(kind):
     x = np.arange(6, dtype=np.float32)
     series = [np.sin(x), np.cos(x), x / 10]
     axes = new_axes()
-    plotting.plot(as_tensor(kind, x), [as_tensor(kind, s) for s in series],
-                  legend=["sin", "cos", "line"], axes=axes)
+    plotting.plot(as_tensor(kind, x), [as_tensor(kind, s) for s in series], legend=["sin", "cos", "line"], axes=axes)
     assert len(axes.lines) == len(series)
     for line, expected in zip(axes.lines, series):
         np.testing.assert_array_equal(line.get_xdata(), x)
@@ -111,8 +111,7 @@ def test_plot_of_several_series_shares_x_and_uses_one_format_each(kind):
 
 def test_plot_applies_labels_limits_and_scales():
     axes = new_axes()
-    plotting.plot([1.0, 10.0, 100.0], xlabel="x", ylabel="f(x)", xlim=(0, 2), ylim=(1, 100),
-                  yscale="log", axes=axes)
+    plotting.plot([1.0, 10.0, 100.0], xlabel="x", ylabel="f(x)", xlim=(0, 2), ylim=(1, 100), yscale="log", axes=axes)
     assert (axes.get_xlabel(), axes.get_ylabel()) == ("x", "f(x)")
     assert tuple(axes.get_xlim()) == (0, 2) and tuple(axes.get_ylim()) == (1, 100)
     assert axes.get_yscale() == "log" and axes.get_xscale() == "linear"
@@ -149,11 +148,14 @@ def test_headless_script_falls_back_to_agg_and_saves_figures(tmp_path):
     """A real script with no display and no MPLBACKEND: the figure must not be lost."""
     env = {k: v for k, v in os.environ.items() if k not in ("MPLBACKEND", "DISPLAY")}
     env["D2L_FIGURE_DIR"] = str(tmp_path / "out")
-    script = ("from d2l_shim import plotting\n"
-              "plotting.plot([0.0, 1.0], [2.0, 3.0], xlabel='x')\n"
-              "import matplotlib; print(matplotlib.get_backend())\n")
-    done = subprocess.run([sys.executable, "-c", script], env=env, cwd=tmp_path,
-                          capture_output=True, text=True, timeout=120)
+    script = (
+        "from d2l_shim import plotting\n"
+        "plotting.plot([0.0, 1.0], [2.0, 3.0], xlabel='x')\n"
+        "import matplotlib; print(matplotlib.get_backend())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().lower() == "agg"
     saved = list((tmp_path / "out").glob("*.svg"))
@@ -165,14 +167,17 @@ def test_headless_script_falls_back_to_agg_and_saves_figures(tmp_path):
 def test_importing_ipykernel_does_not_make_a_script_a_notebook(tmp_path):
     """Tools import ipykernel without running in a kernel (nbval's pytest plugin does):
     such a script must still save its figures and get static progress boards."""
-    script = ("import ipykernel.kernelspec\n"
-              "from d2l_shim import plotting, progress\n"
-              "plotting.plot([0.0, 1.0])\n"
-              "print(progress.live_mode())\n")
+    script = (
+        "import ipykernel.kernelspec\n"
+        "from d2l_shim import plotting, progress\n"
+        "plotting.plot([0.0, 1.0])\n"
+        "print(progress.live_mode())\n"
+    )
     env = {**os.environ, "D2L_FIGURE_DIR": str(tmp_path / "out")}
     env.pop("D2L_PROGRESS", None)
-    done = subprocess.run([sys.executable, "-c", script], env=env, cwd=tmp_path,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     assert len(list((tmp_path / "out").glob("*.svg"))) == 1, "the figure was lost"
     assert done.stdout.strip() == "False"
@@ -190,9 +195,9 @@ def test_show_images_draws_each_image_with_its_title(kind):
     assert not axes[3].get_visible()  # the unused cell of the 2 x 2 grid is hidden
 
 
-
 # ---------------------------------------------------------------------------------------
 # hyperparameters
+
 
 def test_save_hyperparameters_stores_the_arguments_of_init():
     class Model(HyperParameters):
@@ -239,6 +244,7 @@ def test_add_to_class_attaches_the_function_as_a_method():
 # ---------------------------------------------------------------------------------------
 # progress board
 
+
 class FakeClock:
     def __init__(self, start=1000.0, step=0.0):
         self.now, self.step = start, step
@@ -251,8 +257,16 @@ class FakeClock:
 
 def figure_snapshot(fig):
     """What a figure shows at this moment: (label, xs, ys, marker) of each curve, on every panel."""
-    return [(line.get_label(), [float(x) for x in line.get_xdata()], [float(y) for y in line.get_ydata()],
-             line.get_marker()) for axes in fig.axes for line in axes.lines]
+    return [
+        (
+            line.get_label(),
+            [float(x) for x in line.get_xdata()],
+            [float(y) for y in line.get_ydata()],
+            line.get_marker(),
+        )
+        for axes in fig.axes
+        for line in axes.lines
+    ]
 
 
 class FakeDisplay:
@@ -318,8 +332,7 @@ def test_board_averages_every_n_points(every_n):
     complete = len(xs) // every_n * every_n  # a trailing partial group is not drawn
     got_x, got_y = board.lines["train_loss"]
     np.testing.assert_allclose(got_x, xs[:complete].reshape(-1, every_n).mean(axis=1), rtol=1e-12)
-    np.testing.assert_allclose(got_y, ys[:complete].astype(np.float64).reshape(-1, every_n).mean(axis=1),
-                               rtol=1e-6)
+    np.testing.assert_allclose(got_y, ys[:complete].astype(np.float64).reshape(-1, every_n).mean(axis=1), rtol=1e-6)
 
 
 def test_board_keeps_labels_apart():
@@ -385,8 +398,7 @@ def test_static_board_in_a_script_saves_one_figure_at_finish(figure_dir, monkeyp
     assert board.redraws == 1
     assert len(list(figure_dir.glob("*.svg"))) == 1
     assert board.axes.get_xlabel() == "epoch"
-    np.testing.assert_allclose(board.axes.lines[0].get_ydata(),
-                               np.linspace(1, 0, 100).reshape(-1, 5).mean(axis=1))
+    np.testing.assert_allclose(board.axes.lines[0].get_ydata(), np.linspace(1, 0, 100).reshape(-1, 5).mean(axis=1))
 
 
 def test_static_board_in_jupyter_displays_only_the_final_figure(monkeypatch, fake_jupyter):
@@ -445,6 +457,7 @@ def test_reset_forgets_the_run_so_far(figure_dir):
 
 # ---------------------------------------------------------------------------------------
 # the trainer's epoch loop, with a numpy stand-in for a framework
+
 
 class ToyModel(training.ModuleBase):
     """Its output is its input, its loss the mean of output minus label: known values to plot."""
@@ -573,12 +586,14 @@ class CompilingTrainer(ToyTrainer):
         def step(batch):
             self.model.steps.append(("compiled train", self.current_mode))
             return training.batch_loss(self.model, batch)
+
         return step
 
     def compile_val_step(self):
         def step(batch):
             self.model.steps.append(("compiled val", self.current_mode))
             return training.batch_loss_and_accuracy(self.model, batch)
+
         return step
 
 
@@ -594,14 +609,17 @@ class OwnValidationStep(ToyClassifier):
         super().validation_step(batch)
 
 
-@pytest.mark.parametrize("model_class, train_kind, val_kind", [
-    (ToyClassifier, "compiled train", "compiled val"),
-    (OwnTrainingStep, "train", "compiled val"),
-    (OwnValidationStep, "compiled train", "val"),
-    # A Module's training_step is the Classifier's (it inherits it); its validation_step is
-    # not (no accuracy), so only that one runs as written.
-    (ToyModel, "compiled train", "val"),
-])
+@pytest.mark.parametrize(
+    "model_class, train_kind, val_kind",
+    [
+        (ToyClassifier, "compiled train", "compiled val"),
+        (OwnTrainingStep, "train", "compiled val"),
+        (OwnValidationStep, "compiled train", "val"),
+        # A Module's training_step is the Classifier's (it inherits it); its validation_step is
+        # not (no accuracy), so only that one runs as written.
+        (ToyModel, "compiled train", "val"),
+    ],
+)
 def test_compiled_steps_run_where_the_model_keeps_the_default_steps(model_class, train_kind, val_kind, capsys):
     model = model_class()
     CompilingTrainer(max_epochs=1).fit(model, ToyData(value=0.5))
@@ -609,8 +627,7 @@ def test_compiled_steps_run_where_the_model_keeps_the_default_steps(model_class,
     assert kinds == [train_kind] * 4 + [val_kind] * 2
     # The own steps ran, once per batch, where they replace the compiled ones.
     assert sum(kind == "own train" for kind, _ in model.steps) == (4 if train_kind == "train" else 0)
-    assert sum(kind == "own val" for kind, _ in model.steps) == (
-        2 if model_class is OwnValidationStep else 0)
+    assert sum(kind == "own val" for kind, _ in model.steps) == (2 if model_class is OwnValidationStep else 0)
     # Compiled or not, the board gets the same values: what the default steps plot.
     reference = ToyClassifier() if model_class is not ToyModel else ToyModel()
     ToyTrainer(max_epochs=1).fit(reference, ToyData(value=0.5))
@@ -619,6 +636,7 @@ def test_compiled_steps_run_where_the_model_keeps_the_default_steps(model_class,
 
 # ---------------------------------------------------------------------------------------
 # devices
+
 
 @pytest.mark.parametrize("count", [0, 1, 3])
 def test_devices_count_the_gpus_and_fall_back_to_the_cpu(count):
@@ -635,6 +653,7 @@ def test_devices_count_the_gpus_and_fall_back_to_the_cpu(count):
 
 # ---------------------------------------------------------------------------------------
 # the %%tab marker
+
 
 @pytest.fixture(scope="module")
 def ipython():
@@ -694,11 +713,14 @@ def test_tab_all_and_unmarked_cells_run_under_every_framework(shell, capsys, fra
     assert result.success and shell.user_ns["ran"] == "shared"
 
 
-@pytest.mark.parametrize("line, runs_for", [
-    ("%%tab mxnet,jax", {"mxnet", "jax"}),
-    ("%%tab pytorch, tensorflow", {"pytorch", "tensorflow"}),
-    ("%%tab  jax   mxnet", {"mxnet", "jax"}),
-])
+@pytest.mark.parametrize(
+    "line, runs_for",
+    [
+        ("%%tab mxnet,jax", {"mxnet", "jax"}),
+        ("%%tab pytorch, tensorflow", {"pytorch", "tensorflow"}),
+        ("%%tab  jax   mxnet", {"mxnet", "jax"}),
+    ],
+)
 def test_tab_comma_lists(shell, capsys, line, runs_for):
     ran_under = set()
     for framework in FRAMEWORKS:
@@ -711,12 +733,15 @@ def test_tab_comma_lists(shell, capsys, line, runs_for):
     assert ran_under == runs_for
 
 
-@pytest.mark.parametrize("line, hint", [
-    ("%%tab torch", "unknown framework 'torch'"),
-    ("%%tab pytorch,tf", "unknown framework 'tf'"),
-    ("%%tab", "names no framework"),
-    ("%%tab all, jax", "'all' cannot be combined"),
-])
+@pytest.mark.parametrize(
+    "line, hint",
+    [
+        ("%%tab torch", "unknown framework 'torch'"),
+        ("%%tab pytorch,tf", "unknown framework 'tf'"),
+        ("%%tab", "names no framework"),
+        ("%%tab all, jax", "'all' cannot be combined"),
+    ],
+)
 def test_bad_tab_line_fails_the_cell_with_a_helpful_error(shell, capsys, line, hint):
     tab.select("pytorch")
     result, out = run(shell, capsys, f"{line}\nran = True\n")
@@ -800,7 +825,6 @@ def test_other_magics_still_work_and_unloading_removes_the_marker(shell, capsys)
     shell.run_line_magic("load_ext", "d2l_shim.tab")
 
 
-
 def test_indexed_batch_reads_like_the_gathered_tuple_and_gathers_once():
     import numpy as np
 
@@ -827,8 +851,10 @@ def test_gathered_or_not_gathers_inside_the_step_only_for_an_unread_batch():
     from d2l_shim.training import IndexedBatch, gathered_or_not
 
     calls = []
-    run = gathered_or_not(lambda batch: calls.append(("step", len(batch))) or "stepped",
-                          lambda tensors, indices: calls.append(("gather_and_step", list(indices))) or "fused")
+    run = gathered_or_not(
+        lambda batch: calls.append(("step", len(batch))) or "stepped",
+        lambda tensors, indices: calls.append(("gather_and_step", list(indices))) or "fused",
+    )
     take = lambda tensors, indices: [t[indices] for t in tensors]  # noqa: E731
     tensors = (np.zeros((4, 2)), np.zeros(4))
     assert run(IndexedBatch(tensors, np.array([0, 2]), take)) == "fused"

@@ -28,6 +28,7 @@ _datasets = {}
 def small_fashion_mnist(d2l):
     """The first NUM_TRAIN / NUM_VAL examples of the real dataset, loaded once per framework."""
     if d2l not in _datasets:
+
         class SmallFashionMNIST(d2l.FashionMNIST):
             def get_dataloader(self, train):
                 tensors, count = (self.train, NUM_TRAIN) if train else (self.val, NUM_VAL)
@@ -55,8 +56,7 @@ def epoch_lines(output):
     """{epoch: {'train loss': ..., 'val loss': ..., 'val acc': ...}} from the trainer's report."""
     report = {}
     for epoch, rest in re.findall(r"^epoch\s+(\d+)/\d+: (.*)$", output, flags=re.M):
-        report[int(epoch)] = {name: float(value)
-                              for name, value in re.findall(r"([a-z]+ [a-z]+) ([-\d.]+)", rest)}
+        report[int(epoch)] = {name: float(value) for name, value in re.findall(r"([a-z]+ [a-z]+) ([-\d.]+)", rest)}
     return report
 
 
@@ -95,8 +95,9 @@ def test_short_fit_on_real_data_learns(framework, kind, figure_dir, plain_script
     # figure of the whole run saved at the end (no display: this is a script).
     steps = NUM_TRAIN // BATCH_SIZE
     fractional_epochs = np.arange(MAX_EPOCHS * steps) / steps  # where each step's loss goes
-    np.testing.assert_allclose(model.board.lines["train_loss"][0],
-                               fractional_epochs.reshape(-1, steps // 2).mean(axis=1), rtol=1e-12)
+    np.testing.assert_allclose(
+        model.board.lines["train_loss"][0], fractional_epochs.reshape(-1, steps // 2).mean(axis=1), rtol=1e-12
+    )
     assert model.board.lines["val_acc"][0] == list(range(1, MAX_EPOCHS + 1))
     assert len(list(figure_dir.glob("*.svg"))) == 1
 
@@ -134,14 +135,18 @@ def framework_gpu_count(framework):
     """The number of GPUs as the framework itself reports it."""
     if framework == "pytorch":
         import torch
+
         return torch.cuda.device_count()
     if framework == "mxnet":
         import mxnet as mx
+
         return mx.context.num_gpus()
     if framework == "tensorflow":
         import tensorflow as tf
+
         return len(tf.config.list_physical_devices("GPU"))
     import jax
+
     return sum(device.platform == "gpu" for device in jax.devices())
 
 
@@ -182,12 +187,13 @@ def test_trainer_sees_the_minibatches_that_the_seed_determines(framework, figure
     expected = []
     for _ in range(epochs):
         order = rng.permutation(NUM_TRAIN)
-        expected += [train_labels[order[i:i + BATCH_SIZE]] for i in range(0, NUM_TRAIN, BATCH_SIZE)]
-        expected += [val_labels[i:i + BATCH_SIZE] for i in range(0, NUM_VAL, BATCH_SIZE)]
+        expected += [train_labels[order[i : i + BATCH_SIZE]] for i in range(0, NUM_TRAIN, BATCH_SIZE)]
+        expected += [val_labels[i : i + BATCH_SIZE] for i in range(0, NUM_VAL, BATCH_SIZE)]
     assert len(seen) == len(expected)
     mismatched = [i for i, (got, want) in enumerate(zip(seen, expected)) if not np.array_equal(got, want)]
-    assert not mismatched, (f"{len(mismatched)} of {len(seen)} minibatches differ from the seeded "
-                            f"order, the first is batch {mismatched[0]}")
+    assert not mismatched, (
+        f"{len(mismatched)} of {len(seen)} minibatches differ from the seeded order, the first is batch {mismatched[0]}"
+    )
 
 
 @pytest.mark.parametrize("framework", framework_params())
@@ -221,6 +227,7 @@ def model_with_own_steps(framework, weights, calls):
     """The concise model, with training_step and validation_step overridden (they record each call)."""
     base = type(build_model(framework, "concise", weights, lr=LR))
     if framework == "jax":  # flax steps take the parameters and the train state
+
         class OwnSteps(base):
             def training_step(self, params, batch, state):
                 calls.append("train")
@@ -230,6 +237,7 @@ def model_with_own_steps(framework, weights, calls):
                 calls.append("val")
                 super().validation_step(params, batch, state)
     else:
+
         class OwnSteps(base):
             def training_step(self, batch):
                 calls.append("train")
@@ -238,6 +246,7 @@ def model_with_own_steps(framework, weights, calls):
             def validation_step(self, batch):
                 calls.append("val")
                 super().validation_step(batch)
+
     return OwnSteps(lr=LR)
 
 

@@ -19,7 +19,6 @@ import pytest
 from conftest import REPO, frameworks_checked, python_for
 from parity_worker import MODELS, WEIGHT_NAMES, initial_weights
 
-
 STEPS, BATCH_SIZE, LR = 40, 64, 0.1
 ATOL = 1e-4
 WORKER = REPO / "tests" / "parity_worker.py"
@@ -31,12 +30,12 @@ def reference_losses(weights, X, y, batch_size, lr):
     W1, b1, W2, b2 = (weights[name].astype(np.float64) for name in WEIGHT_NAMES)
     losses = []
     for start in range(0, len(X), batch_size):
-        Xb, yb = X[start:start + batch_size].astype(np.float64), y[start:start + batch_size]
+        Xb, yb = X[start : start + batch_size].astype(np.float64), y[start : start + batch_size]
         rows = np.arange(len(yb))
         Z = Xb @ W1 + b1
         H = np.maximum(Z, 0)
-        O = H @ W2 + b2
-        shifted = O - O.max(axis=1, keepdims=True)
+        logits = H @ W2 + b2
+        shifted = logits - logits.max(axis=1, keepdims=True)
         log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
         losses.append(-log_probs[rows, yb].mean())
         # Gradient of the mean cross-entropy: (softmax - one_hot) / batch size, then back.
@@ -79,10 +78,17 @@ def losses(inputs):
     env.pop("D2L_TEST_FRAMEWORKS", None)
     running = {}
     for framework in frameworks_checked():
-        command = [python_for(framework), str(WORKER), framework, ",".join(MODELS),
-                   str(inputs["path"]), str(folder / f"{framework}.npz")]
-        running[framework] = subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
-                                              stderr=subprocess.STDOUT, text=True)
+        command = [
+            python_for(framework),
+            str(WORKER),
+            framework,
+            ",".join(MODELS),
+            str(inputs["path"]),
+            str(folder / f"{framework}.npz"),
+        ]
+        running[framework] = subprocess.Popen(
+            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
     results, failures = {}, []
     for framework, process in running.items():
         try:
@@ -92,8 +98,7 @@ def losses(inputs):
             output, _ = process.communicate()
         if process.returncode != 0:
             tail = "\n".join(output.strip().splitlines()[-15:])
-            failures.append(f"{framework} worker ({process.args[0]}) exited with "
-                            f"{process.returncode}:\n{tail}")
+            failures.append(f"{framework} worker ({process.args[0]}) exited with {process.returncode}:\n{tail}")
             continue
         with np.load(folder / f"{framework}.npz") as saved:
             results.update({(framework, kind): saved[kind] for kind in MODELS})
@@ -118,17 +123,23 @@ def test_each_framework_takes_the_reference_sgd_steps(losses, reference, framewo
     got = losses[(framework, kind)]
     assert got.shape == reference.shape, f"{framework} {kind} ran {len(got)} steps, not {STEPS}"
     worst = np.abs(got - reference).max()
-    assert worst <= ATOL, (f"{framework} {kind} MLP drifts from the reference by {worst:.2e} "
-                           f"(first step {np.argmax(np.abs(got - reference) > ATOL)})")
+    assert worst <= ATOL, (
+        f"{framework} {kind} MLP drifts from the reference by {worst:.2e} "
+        f"(first step {np.argmax(np.abs(got - reference) > ATOL)})"
+    )
 
 
 def test_all_frameworks_and_both_models_agree_pairwise(losses, reference, capsys):
-    differences = {(a, b): float(np.abs(losses[a] - losses[b]).max())
-                   for a, b in itertools.combinations(sorted(losses), 2)}
+    differences = {
+        (a, b): float(np.abs(losses[a] - losses[b]).max()) for a, b in itertools.combinations(sorted(losses), 2)
+    }
     (a, b), worst = max(differences.items(), key=lambda item: item[1])
     from_reference = max(float(np.abs(run - reference).max()) for run in losses.values())
     with capsys.disabled():  # printed in every run: the numbers worth reporting
-        print(f"\n[parity] {len(losses)} runs x {STEPS} steps: largest pairwise loss difference "
-              f"{worst:.2e} ({' '.join(a)} vs {' '.join(b)}); largest difference from the "
-              f"float64 reference {from_reference:.2e}", file=sys.stderr)
+        print(
+            f"\n[parity] {len(losses)} runs x {STEPS} steps: largest pairwise loss difference "
+            f"{worst:.2e} ({' '.join(a)} vs {' '.join(b)}); largest difference from the "
+            f"float64 reference {from_reference:.2e}",
+            file=sys.stderr,
+        )
     assert worst <= ATOL, f"{' '.join(a)} and {' '.join(b)} differ by {worst:.2e}"

@@ -32,6 +32,7 @@ def compiled_by_default(monkeypatch):
 
 def same_batches(d2l):
     """Data whose every example is the same: all-ones inputs, label 0."""
+
     class SameBatches(d2l.DataModule):
         def __init__(self):
             super().__init__()
@@ -49,6 +50,7 @@ def same_batches(d2l):
 
 def recording(base):
     """``base`` with the values it plots kept in ``self.plotted``: [(label, float), ...]."""
+
     class Recording(base):
         def plot(self, key, value, train):
             self.plotted.append((("train_" if train else "val_") + key, float(to_numpy(value))))
@@ -69,8 +71,9 @@ def dropout_models(framework, d2l):
             def __init__(self, lr=0.0):
                 super().__init__()
                 self.save_hyperparameters()
-                self.net = nn.Sequential(nn.Linear(NUM_INPUTS, NUM_HIDDENS), nn.ReLU(), nn.Dropout(0.5),
-                                         nn.Linear(NUM_HIDDENS, NUM_OUTPUTS))
+                self.net = nn.Sequential(
+                    nn.Linear(NUM_INPUTS, NUM_HIDDENS), nn.ReLU(), nn.Dropout(0.5), nn.Linear(NUM_HIDDENS, NUM_OUTPUTS)
+                )
 
         class Flag(Layer):
             def forward(self, X):
@@ -80,7 +83,8 @@ def dropout_models(framework, d2l):
                 return self.net[3](H)
 
     elif framework == "mxnet":
-        from mxnet import autograd, np as mnp
+        from mxnet import autograd
+        from mxnet import np as mnp
         from mxnet.gluon import nn
 
         class Layer(d2l.Classifier):
@@ -105,9 +109,13 @@ def dropout_models(framework, d2l):
             def __init__(self, lr=0.0):
                 super().__init__()
                 self.save_hyperparameters()
-                self.net = tf.keras.Sequential([tf.keras.layers.Dense(NUM_HIDDENS, activation="relu"),
-                                                tf.keras.layers.Dropout(0.5),
-                                                tf.keras.layers.Dense(NUM_OUTPUTS)])
+                self.net = tf.keras.Sequential(
+                    [
+                        tf.keras.layers.Dense(NUM_HIDDENS, activation="relu"),
+                        tf.keras.layers.Dropout(0.5),
+                        tf.keras.layers.Dense(NUM_OUTPUTS),
+                    ]
+                )
 
         class Flag(Layer):
             def forward(self, X):
@@ -175,6 +183,7 @@ def test_a_models_own_steps_see_the_same_modes(framework, capsys):
     base = dropout_models(framework, d2l)["layer"]
 
     if framework == "jax":
+
         class OwnSteps(base):
             def training_step(self, params, batch, state):
                 return super().training_step(params, batch, state)
@@ -182,6 +191,7 @@ def test_a_models_own_steps_see_the_same_modes(framework, capsys):
             def validation_step(self, params, batch, state):
                 super().validation_step(params, batch, state)
     else:
+
         class OwnSteps(base):
             def training_step(self, batch):
                 return super().training_step(batch)
