@@ -80,6 +80,7 @@ ALIASES = (
     "sigmoid",
     "tanh",
     "reshape",
+    "get_seed",
     "get_key",
 )
 # Names the notebooks may use although d2l 1.0.3 lacks them: name -> why. Keep it empty if
@@ -87,6 +88,38 @@ ALIASES = (
 SHIM_ONLY_NAMES = {}
 # Methods whose d2l 1.0.3 signature is itself a slip: only their existence is checked.
 D2L_SLIPS = {("jax", "SGD", "__call__"): "d2l defines it without `self`, so calling it fails"}
+# Where d2l_shim means something else than d2l 1.0.3 on purpose: (framework or "all", d2l name)
+# -> what differs and why. The one list of such differences (docs link here); everything not
+# listed behaves as d2l's, which tests/test_semantics.py checks for training and evaluation
+# mode, JAX's keys and Keras's `training=`. d2l's slips that we do not repeat are listed too.
+DELIBERATE_DIFFERENCES = {
+    ("all", "Trainer"): "fit prints one line per epoch with the means of what the model plotted "
+    "(d2l prints nothing), so a notebook's text output shows the run; and Trainer(max_epochs=...) "
+    "refuses a negative or non-integer count at once (d2l's loop runs zero times and says nothing)",
+    ("all", "FashionMNIST"): "read from the local cache (fetched once, verified) rather than "
+    "downloaded through torchvision/keras/gluon, shuffled by a generator seeded with `seed` so "
+    "every framework sees the same minibatches, and batch_size must be a whole number >= 1",
+    ("all", "ProgressBoard"): "redraws at a bounded rate and ends with one static figure, loss and "
+    "accuracy on panels of their own (d2l redraws after every point: slower than the training)",
+    ("tensorflow", "Trainer"): "a Classifier's default steps run as tf.function graphs, as Keras's own "
+    "fit does (d2l runs them eagerly); d2l.run_eagerly() or D2L_EAGER=1 runs them eagerly",
+    ("tensorflow", "Module"): "a call without training= passes self.training (set by the trainer) to "
+    "Keras, so Keras layers inside, such as Dropout, drop out in training; in d2l 1.0.3 they never "
+    "do during fit (Keras defaults to inference when training= is not given), a d2l slip",
+    ("jax", "Trainer"): "the steps switch mode by applying a clone of the model with `training` set "
+    "(state.apply_fn) instead of setting model.training: jit caches on the module's fields and misses "
+    "a change made after its first call, so in d2l 1.0.3 the validation loss reuses the training "
+    "trace with dropout on; the whole default step is one jit call (d2l jits the loss and accuracy "
+    "only; d2l.run_eagerly() turns jit off); gradient_clip_val clips (d2l's JAX loop never calls "
+    "clip_gradients); fit's shape-only first batch comes from the validation loader, so the "
+    "training order is the same in every framework",
+    ("jax", "Classifier"): "loss passes the dropout key as d2l's does but not batch_stats: the state "
+    "of batch normalization, which d2l's last loss also applies and updates, is not kept (no model "
+    "of this chapter has it)",
+    ("jax", "get_key"): "takes an optional seed (get_key(0)); without one it draws one with get_seed as d2l's does",
+    ("jax", "DataModule"): "minibatches are gathered from in-memory arrays with numpy indices (d2l "
+    "goes through tf.data and tensorflow_datasets, which the JAX environment does not install)",
+}
 VARIADIC = ("VAR_POSITIONAL", "VAR_KEYWORD")
 POSITIONAL = ("POSITIONAL_ONLY", "POSITIONAL_OR_KEYWORD")
 
@@ -385,6 +418,13 @@ def notebook_paths():
 
 # ---------------------------------------------------------------------------------------
 # tests
+
+
+def test_each_deliberate_difference_names_a_d2l_name_we_offer():
+    """The list cannot rot: each entry names a framework and a name that d2l 1.0.3 defines."""
+    for framework, name in DELIBERATE_DIFFERENCES:
+        frameworks = FRAMEWORKS if framework == "all" else (framework,)
+        assert all(name in d2l_api(fw) for fw in frameworks), (framework, name)
 
 
 def test_reading_d2l_finds_its_core_api():
