@@ -101,8 +101,8 @@ def split_notebooks(frameworks):
     splits = {fw: [SPLIT_DIR / fw / "chapter_mlp" / source.name for source in sources] for fw in frameworks}
     if any(not split.exists() or split.stat().st_mtime < source.stat().st_mtime
            for paths in splits.values() for source, split in zip(sources, paths)):
-        log("splitting the chapter's notebooks (python -m d2l_tools notebooks split)")
-        subprocess.run([str(PYTHON["pytorch"]), "-m", "d2l_tools", "notebooks", "split"], cwd=REPO, check=True)
+        log("splitting the chapter's notebooks (python -m d2l_tools split)")
+        subprocess.run([str(PYTHON["pytorch"]), "-m", "d2l_tools", "split"], cwd=REPO, check=True)
     return splits
 
 

@@ -214,7 +214,7 @@ def test_stale_or_never_run_cells_fail_and_fresh_ones_pass():
     fresh = hashlib.sha256(source.encode()).hexdigest()
     book.convert_notebook(notebook(code(source, [stream("1\n")], sha=fresh)), "page")
     stale = hashlib.sha256(b"print(2)").hexdigest()
-    with pytest.raises(book.BookError, match=r"page.ipynb: cell 0 .*older version.*make notebooks"):
+    with pytest.raises(book.BookError, match=r"page.ipynb: cell 0 .*stale outputs.*make notebooks"):
         book.convert_notebook(notebook(code(source, [stream("1\n")], sha=stale)), "page")
     with pytest.raises(book.BookError, match=r"page.ipynb: cell 1 .*never run by `make notebooks`"):
         book.convert_notebook(notebook(new_markdown_cell("# T"), code(source, sha=None)), "page")
@@ -302,7 +302,7 @@ def test_missing_split_notebooks_fail_with_what_to_run(tmp_path):
         book.source_tree(FIXTURE_CHAPTER, tmp_path / "split")
     message = str(err.value)
     assert str(tmp_path / "split" / "jax" / "chapter_mlp" / "mlp-scratch.ipynb") in message
-    assert "python -m d2l_tools.notebooks split" in message
+    assert "python -m d2l_tools split" in message
 
 
 def test_source_tree_holds_pages_book_config_and_downloads(tmp_path, monkeypatch):
@@ -397,6 +397,23 @@ def test_rebuild_without_changes_rewrites_no_source(fixture_book, capsys, monkey
     monkeypatch.setenv("D2L_REPOSITORY", "")
     book.build(FIXTURE_CHAPTER, fixture_book / "html", fixture_book / "split", fixture_book / "src")
     assert "(0 of " in capsys.readouterr().out
+
+
+def test_a_tab_group_that_lost_a_framework_stops_the_build_with_the_checks_words(tmp_path):
+    from d2l_tools.checks import tab_group_problems
+
+    chapter = tmp_path / "chapter_mlp"
+    shutil.copytree(FIXTURE_CHAPTER, chapter)
+    nb = nbformat.read(chapter / "mlp.ipynb", as_version=4)
+    mxnet = next(i for i, cell in enumerate(nb.cells) if cell.source.startswith("%%tab mxnet"))
+    del nb.cells[mxnet]
+    nbformat.write(nb, chapter / "mlp.ipynb")
+    expected = tab_group_problems(nb)
+    assert expected and "no cell for mxnet" in expected[0]
+    make_split(tmp_path / "split", chapter)
+    with pytest.raises(book.BookError) as err:
+        book.source_tree(chapter, tmp_path / "split")
+    assert str(chapter / "mlp.ipynb") in str(err.value) and expected[0] in str(err.value)
 
 
 def test_cli_reports_an_unpublishable_notebook_and_exits_1(tmp_path, capsys):

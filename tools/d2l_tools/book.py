@@ -47,9 +47,9 @@ from d2l_tools.cells import (
     cell_tab,
     describe,
     read_notebook,
-    source_sha256,
 )
 from d2l_tools.chapter import ChapterError
+from d2l_tools.checks import publishing_problems, require_whole_tab_groups
 from d2l_tools.chapter import notebooks as chapter_notebooks
 from d2l_tools.editions import EditionError, repository, strip_tabbed_only
 from d2l_tools.envs import REPO
@@ -158,24 +158,10 @@ class Converter:
         return None if tab.shared else tab.frameworks
 
     def _check_code_cell(self, index, cell):
-        for out in cell.get("outputs", []):
-            if out.output_type == "error":
-                raise BookError(
-                    f"{self._cell_place(index, cell)} has an error output "
-                    f"({out.get('ename', '?')}: {out.get('evalue', '')}). A notebook with errors "
-                    "is not published: fix the cell and re-run `make notebooks`."
-                )
-        recorded = cell.metadata.get("d2l", {}).get("source_sha256")
-        if recorded is None:
-            raise BookError(
-                f"{self._cell_place(index, cell)} was never run by `make notebooks` (no "
-                "metadata.d2l.source_sha256), so the book would show it without outputs: run it."
-            )
-        if recorded != source_sha256(cell.source):
-            raise BookError(
-                f"{self._cell_place(index, cell)} has outputs from an older version of its "
-                "source (metadata.d2l.source_sha256 does not match): re-run `make notebooks`."
-            )
+        # The notebook check's own rule (checks.publishing_problems), so the two never disagree.
+        problems = publishing_problems(cell)
+        if problems:
+            raise BookError(f"{self._cell_place(index, cell)}: {'; '.join(problems)}; fix the cell and re-run `make notebooks`: a cell like this is not published")
 
     @staticmethod
     def _display_source(cell):
@@ -410,7 +396,7 @@ def source_tree(src, split_dir, printed=False, notes=None):
         raise BookError(
             "the per-framework notebooks offered for download are missing:\n  "
             + "\n  ".join(missing)
-            + "\nrun `python -m d2l_tools.notebooks split` (or `make split`) first, "
+            + "\nrun `python -m d2l_tools split` (or `make split`) first, "
             "or point --split-dir at them"
         )
 
@@ -442,6 +428,7 @@ def source_tree(src, split_dir, printed=False, notes=None):
         downloads.append(("all four frameworks, tabbed", f"{downloads_dir}/{name}.ipynb"))
         try:
             nb = read_notebook(path)
+            require_whole_tab_groups(path, nb)  # a group that lost a framework is not published
         except NotebookError as err:
             raise BookError(str(err)) from None
         if printed:  # the PDFs show neither downloads nor links
