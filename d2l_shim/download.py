@@ -2,7 +2,7 @@
 
 :func:`d2l_shim.data.load_fashion_mnist` imports this module only when a file is missing;
 ``python -m d2l_tools data fetch`` (``make data``) calls the same :func:`fetch`. Sources,
-tried in order, each giving the four files of one edition (:data:`d2l_shim.data.EDITIONS`):
+tried in order, each giving the four files of one edition (:data:`d2l_shim.datafiles.EDITIONS`):
 
 * ``official``: the four files at ``$D2L_FASHION_MNIST_URL`` (a base URL; default the
   dataset's public download location). A file is accepted when it is one of the known
@@ -43,7 +43,7 @@ import numpy as np
 import pooch
 import requests
 
-from d2l_shim.data import (
+from d2l_shim.datafiles import (
     FILES,
     IDX_MAGIC,
     IMAGE_SHAPE,

