@@ -207,17 +207,15 @@ def jupyter_lab(root, work):
            if key not in ("D2L_FRAMEWORK", "D2L_PROGRESS", "SOURCE_DATE_EPOCH")}  # the reader's live board
     env.update({
         "JUPYTER_TOKEN": token,
-        # Nothing from or into the home folder: runtime files, config, settings, workspaces, history.
-        "JUPYTER_RUNTIME_DIR": str(work / "runtime"),
-        "JUPYTER_CONFIG_DIR": str(work / "config"),
-        "JUPYTERLAB_SETTINGS_DIR": str(work / "settings"),
-        "JUPYTERLAB_WORKSPACES_DIR": str(work / "workspaces"),
-        "IPYTHONDIR": str(work / "ipython"),
+        # Nothing from or into the home folder, as `make lab` runs it (a HOME of our own shows it).
+        **lab.private_dirs(work / "state"),
+        "HOME": str(work / "home"),
         # One compute thread for the kernel: the browser and the server need the other core.
         **ONE_THREAD_ENV,
     })
     # No "get Jupyter news?" prompt over the notebook in the screenshots.
-    settings = work / "settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+    (work / "home").mkdir()
+    settings = work / "state" / "settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
     settings.parent.mkdir(parents=True, exist_ok=True)
     settings.write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
     log = work / "jupyter-lab.log"
@@ -475,3 +473,9 @@ def test_wrong_kernel_shows_one_clear_error(lab_server, page):
     assert sum(t.count("no framework selected") for t in texts) == 1, "the message is shown more than once"
     # Run All stopped there: the first code cell ran, the failing one is the second.
     assert prompts[0] == "[1]:" and prompts[1] == "[2]:" and all(p == "[ ]:" for p in prompts[2:]), prompts
+
+
+def test_nothing_is_written_to_the_home_folder(lab_server):
+    # Last in the file: the server has started kernels, run notebooks and saved settings by now.
+    home = lab_server.root.parent / "home"
+    assert home.is_dir() and not any(home.rglob("*")), sorted(map(str, home.rglob("*")))[:10]

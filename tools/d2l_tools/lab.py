@@ -260,6 +260,23 @@ def jupyter_lab_command(root, ip=LOCAL_IP, port=DEFAULT_PORT, open_browser=True)
     return command
 
 
+def private_dirs(state):
+    """Environment settings that keep JupyterLab, its kernels and matplotlib out of the home
+    folder: runtime files, config, settings, workspaces, IPython's history and the font cache
+    all go under ``state`` (``make lab``: .cache/jupyterlab in the clone)."""
+    state = Path(state)
+    return {
+        "JUPYTER_RUNTIME_DIR": str(state / "runtime"),
+        "JUPYTER_CONFIG_DIR": str(state / "config"),
+        "JUPYTER_DATA_DIR": str(state / "data"),  # the d2l kernels are found in .venv all the same
+        "JUPYTERLAB_SETTINGS_DIR": str(state / "settings"),
+        "JUPYTERLAB_WORKSPACES_DIR": str(state / "workspaces"),
+        "IPYTHONDIR": str(state / "ipython"),
+        "MPLCONFIGDIR": str(state / "matplotlib"),
+        "npm_config_cache": str(state / "npm"),  # JupyterLab asks `npm prefix --global`, which logs there
+    }
+
+
 def browser_host(ip):
     return LOCAL_IP if ip in ("", "0.0.0.0", "::", "*") else ip
 
@@ -297,6 +314,7 @@ def main(argv=None):
     print(f"\n==> JupyterLab on {args.out}/: open your framework's folder ({folders})")
     print(f"==> open {url}\n==> stop it with Ctrl-C\n", flush=True)
     os.environ["JUPYTER_TOKEN"] = token
+    os.environ.update(private_dirs(REPO / ".cache" / "jupyterlab"))
     command = jupyter_lab_command(args.out, args.ip, args.port, open_browser=not args.no_browser)
     os.execv(command[0], command)
 
