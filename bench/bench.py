@@ -75,14 +75,26 @@ def run_worker(framework, epochs, settings=None, import_rounds=3):
     # The kernels' environment (TensorFlow's oneDNN setting included) and one compute thread,
     # as the notebooks run under `make notebooks` and `make test`, so that timings match them
     # whatever the caller's shell sets; a static board and an off-screen matplotlib backend.
-    env = {**os.environ, **QUIET_ENV, **ONE_THREAD_ENV, **(settings or {}),
-           "D2L_PROGRESS": "static", "MPLBACKEND": "Agg"}
-    command = [str(python), str(REPO / "bench" / "worker.py"), framework, "--epochs", str(epochs),
-               "--import-rounds", str(import_rounds)]
+    env = {
+        **os.environ,
+        **QUIET_ENV,
+        **ONE_THREAD_ENV,
+        **(settings or {}),
+        "D2L_PROGRESS": "static",
+        "MPLBACKEND": "Agg",
+    }
+    command = [
+        str(python),
+        str(REPO / "bench" / "worker.py"),
+        framework,
+        "--epochs",
+        str(epochs),
+        "--import-rounds",
+        str(import_rounds),
+    ]
     start = time.perf_counter()
     try:
-        done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO,
-                              timeout=WORKER_TIMEOUT_S)
+        done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO, timeout=WORKER_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         return {"error": f"worker ran past {WORKER_TIMEOUT_S} s"}
     if done.returncode != 0:
@@ -99,8 +111,11 @@ def split_notebooks(frameworks):
     """{framework: [split notebook, ...]}, splitting first when one is missing or older than its source."""
     sources = chapter.notebooks()
     splits = {fw: [SPLIT_DIR / fw / "chapter_mlp" / source.name for source in sources] for fw in frameworks}
-    if any(not split.exists() or split.stat().st_mtime < source.stat().st_mtime
-           for paths in splits.values() for source, split in zip(sources, paths)):
+    if any(
+        not split.exists() or split.stat().st_mtime < source.stat().st_mtime
+        for paths in splits.values()
+        for source, split in zip(sources, paths)
+    ):
         log("splitting the chapter's notebooks (python -m d2l_tools split)")
         subprocess.run([str(PYTHON["pytorch"]), "-m", "d2l_tools", "split"], cwd=REPO, check=True)
     return splits
@@ -114,8 +129,12 @@ def notebook_seconds(path, framework):
     nb = nbformat.read(path, as_version=4)
     with tempfile.TemporaryDirectory(prefix="d2l-bench-figures-") as figures:
         env = {**os.environ, "D2L_PROGRESS": "static", "D2L_FIGURE_DIR": figures}
-        client = NotebookClient(nb, kernel_name=kernel_name(framework), timeout=NOTEBOOK_TIMEOUT_S,
-                                resources={"metadata": {"path": str(path.parent)}})
+        client = NotebookClient(
+            nb,
+            kernel_name=kernel_name(framework),
+            timeout=NOTEBOOK_TIMEOUT_S,
+            resources={"metadata": {"path": str(path.parent)}},
+        )
         start = time.perf_counter()
         # The kernel's own stderr (a warning about its TCP transport) would bury the log; a
         # failing cell still raises, with its traceback, and the table says so.
@@ -149,9 +168,11 @@ def machine():
     except OSError:
         pass
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2 ** 30
-    return (f"{cpu}, {cores} cores, {memory:.0f} GiB, {platform.system()} {platform.release()}, "
-            f"Python {platform.python_version()}")
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return (
+        f"{cpu}, {cores} cores, {memory:.0f} GiB, {platform.system()} {platform.release()}, "
+        f"Python {platform.python_version()}"
+    )
 
 
 def load_average():
@@ -166,9 +187,11 @@ SIDES = ("shim", "fair", "minimal")
 
 
 def training_table(results, floor_s):
-    rows = ["| run | model | d2l_shim s/epoch | fair minimal | pre-batched minimal | shim/fair | shim/floor | "
-            "fair/floor | 1st epoch s shim / fair / pre-batched | val acc shim / fair / pre-batched |",
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    rows = [
+        "| run | model | d2l_shim s/epoch | fair minimal | pre-batched minimal | shim/fair | shim/floor | "
+        "fair/floor | 1st epoch s shim / fair / pre-batched | val acc shim / fair / pre-batched |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for label, result in results.items():
         if "error" in result:
             rows.append(f"| {label} | - | failed: see the log | | | | | | | |")
@@ -177,9 +200,11 @@ def training_table(results, floor_s):
             median = {side: statistics.median(model["epoch_s"][side]) for side in SIDES}
             first = " / ".join(f"{model['first_epoch_s'][side]:.2f}" for side in SIDES)
             accs = " / ".join(f"{model['metrics'][side]['val_acc']:.3f}" for side in SIDES)
-            rows.append(f"| {label} | {name} | {median['shim']:.3f} | {median['fair']:.3f} | {median['minimal']:.3f} | "
-                        f"{ratio(median['shim'] / median['fair'])} | {ratio(median['shim'] / floor_s)} | "
-                        f"{ratio(median['fair'] / floor_s)} | {first} | {accs} |")
+            rows.append(
+                f"| {label} | {name} | {median['shim']:.3f} | {median['fair']:.3f} | {median['minimal']:.3f} | "
+                f"{ratio(median['shim'] / median['fair'])} | {ratio(median['shim'] / floor_s)} | "
+                f"{ratio(median['fair'] / floor_s)} | {first} | {accs} |"
+            )
     return rows
 
 
@@ -205,8 +230,11 @@ def report(results, notebooks, frameworks, epochs, started, load_before, load_af
     rates = {label: r["matmul_gflops"] for label, r in ok.items()}
     best = max(rates, key=rates.get) if rates else None
     floor_s = EPOCH_FLOPS / (rates[best] * 1e9) if best else float("nan")
-    versions = "; ".join(dict.fromkeys(  # one entry per distinct set (a variant repeats its framework's)
-        ", ".join(f"{k} {v}" for k, v in r["versions"].items() if isinstance(v, str) and v) for r in ok.values()))
+    versions = "; ".join(
+        dict.fromkeys(  # one entry per distinct set (a variant repeats its framework's)
+            ", ".join(f"{k} {v}" for k, v in r["versions"].items() if isinstance(v, str) and v) for r in ok.values()
+        )
+    )
     lines = [
         "# d2l_shim training speed",
         "",
@@ -215,9 +243,13 @@ def report(results, notebooks, frameworks, epochs, started, load_before, load_af
         "",
         f"Compute floor: {EPOCH_FLOPS / 1e9:.1f} GFLOP per epoch "
         f"(3 x 2 x {TRAIN_EXAMPLES} x ({LAYERS[0]}x{LAYERS[1]} + {LAYERS[1]}x{LAYERS[2]})) / "
-        + (f"{rates[best]:.0f} GFLOP/s (best float32 matmul rate, {best}) = {floor_s:.3f} s/epoch. "
-           if best else "no matmul rate measured. ")
-        + "Float32 matmul GFLOP/s per run: " + ", ".join(f"{label} {rate:.0f}" for label, rate in rates.items())
+        + (
+            f"{rates[best]:.0f} GFLOP/s (best float32 matmul rate, {best}) = {floor_s:.3f} s/epoch. "
+            if best
+            else "no matmul rate measured. "
+        )
+        + "Float32 matmul GFLOP/s per run: "
+        + ", ".join(f"{label} {rate:.0f}" for label, rate in rates.items())
         + ". A reader's machine gives its own floor: its matmul rate in place of this one.",
         "",
         f"## Training: median seconds per epoch over {epochs} epochs",
@@ -253,20 +285,26 @@ def report(results, notebooks, frameworks, epochs, started, load_before, load_af
         "",
     ]
     if notebooks:
-        lines += ["## Notebook wall time, seconds (kernel start to last cell, `D2L_PROGRESS=static`)", "",
-                  *notebook_table(notebooks, frameworks), ""]
+        lines += [
+            "## Notebook wall time, seconds (kernel start to last cell, `D2L_PROGRESS=static`)",
+            "",
+            *notebook_table(notebooks, frameworks),
+            "",
+        ]
     return "\n".join(lines)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=10, help="timed epochs per model and side (default 10)")
-    parser.add_argument("--frameworks", default=",".join(FRAMEWORKS),
-                        help="comma list (default: " + ",".join(FRAMEWORKS) + ")")
+    parser.add_argument(
+        "--frameworks", default=",".join(FRAMEWORKS), help="comma list (default: " + ",".join(FRAMEWORKS) + ")"
+    )
     parser.add_argument("--no-notebooks", action="store_true", help="skip the notebook wall times")
     parser.add_argument("--import-rounds", type=int, default=3, help="fresh interpreters per import time (0: none)")
-    parser.add_argument("--no-variants", action="store_true",
-                        help="measure the kernels' settings only, not the VARIANTS beside them")
+    parser.add_argument(
+        "--no-variants", action="store_true", help="measure the kernels' settings only, not the VARIANTS beside them"
+    )
     parser.add_argument("--output", type=Path, default=OUTPUT, help=f"default {OUTPUT.relative_to(REPO)}")
     args = parser.parse_args(argv)
     asked = [fw.strip() for fw in args.frameworks.split(",") if fw.strip()]
@@ -289,11 +327,14 @@ def main(argv=None):
     for framework in frameworks:
         runs = [(framework, None)] + ([] if args.no_variants else VARIANTS.get(framework, []))
         for label, settings in runs:
-            log(f"{label}: {args.epochs} epochs x 2 models x (d2l_shim, fair minimal, pre-batched minimal)"
-                + ("" if settings else ", plus imports"))
+            log(
+                f"{label}: {args.epochs} epochs x 2 models x (d2l_shim, fair minimal, pre-batched minimal)"
+                + ("" if settings else ", plus imports")
+            )
             # Import times once per framework: a variant's settings do not change them.
-            results[label] = run_worker(framework, args.epochs, settings,
-                                        import_rounds=0 if settings else args.import_rounds)
+            results[label] = run_worker(
+                framework, args.epochs, settings, import_rounds=0 if settings else args.import_rounds
+            )
             if "error" in results[label]:
                 log(f"{label}: {results[label]['error']}")
     notebooks = {} if args.no_notebooks else time_notebooks(frameworks)

@@ -30,10 +30,13 @@ def matmul(m, k, n):
 class Minimal:
     def __init__(self, model, arrays, batch_size, shuffle, rng):
         self.model, self.batch_size, self.shuffle, self.rng = model, batch_size, shuffle, rng
-        self.train, self.val = ((np.array(images), np.array(labels, dtype="int32"))
-                                for images, labels in (arrays["train"], arrays["val"]))
-        self.prebatched = [[t[i:i + batch_size] for t in self.train] for i in range(0, len(self.train[0]), batch_size)]
-        self.val_batches = [[t[i:i + batch_size] for t in self.val] for i in range(0, len(self.val[0]), batch_size)]
+        self.train, self.val = (
+            (np.array(images), np.array(labels, dtype="int32")) for images, labels in (arrays["train"], arrays["val"])
+        )
+        self.prebatched = [
+            [t[i : i + batch_size] for t in self.train] for i in range(0, len(self.train[0]), batch_size)
+        ]
+        self.val_batches = [[t[i : i + batch_size] for t in self.val] for i in range(0, len(self.val[0]), batch_size)]
         model(self.val_batches[0][0])  # gluon's deferred initialisation happens at the first call
         self.optim = model.configure_optimizers()
 
@@ -41,8 +44,10 @@ class Minimal:
         if not self.shuffle:
             return self.prebatched
         order = np.array(self.rng.permutation(len(self.train[0])), dtype="int64")
-        return ([t.take(order[i:i + self.batch_size], axis=0) for t in self.train]
-                for i in range(0, len(order), self.batch_size))
+        return (
+            [t.take(order[i : i + self.batch_size], axis=0) for t in self.train]
+            for i in range(0, len(order), self.batch_size)
+        )
 
     def epoch(self):
         model, train_losses, val_losses, val_accs = self.model, [], [], []
@@ -56,5 +61,8 @@ class Minimal:
             Y_hat = model(X)
             val_losses.append(model.loss(Y_hat, y))
             val_accs.append((Y_hat.argmax(axis=1).astype("int32") == y).astype("float32").mean())
-        return {"train_loss": float(np.stack(train_losses).mean()), "val_loss": float(np.stack(val_losses).mean()),
-                "val_acc": float(np.stack(val_accs).mean())}
+        return {
+            "train_loss": float(np.stack(train_losses).mean()),
+            "val_loss": float(np.stack(val_losses).mean()),
+            "val_acc": float(np.stack(val_accs).mean()),
+        }

@@ -22,8 +22,9 @@ def matmul(m, k, n):
 class Minimal:
     def __init__(self, model, arrays, batch_size, shuffle, rng):
         self.model, self.batch_size, self.shuffle, self.rng = model, batch_size, shuffle, rng
-        self.train, self.val = ((torch.from_numpy(images), torch.from_numpy(labels))
-                                for images, labels in (arrays["train"], arrays["val"]))
+        self.train, self.val = (
+            (torch.from_numpy(images), torch.from_numpy(labels)) for images, labels in (arrays["train"], arrays["val"])
+        )
         self.prebatched = list(zip(*(t.split(batch_size) for t in self.train)))
         self.val_batches = list(zip(*(t.split(batch_size) for t in self.val)))
         with torch.no_grad():
@@ -49,5 +50,8 @@ class Minimal:
                 Y_hat = model(X)
                 val_losses.append(model.loss(Y_hat, y))
                 val_accs.append((Y_hat.argmax(dim=1) == y).float().mean())
-        return {"train_loss": float(torch.stack(train_losses).mean()), "val_loss": float(torch.stack(val_losses).mean()),
-                "val_acc": float(torch.stack(val_accs).mean())}
+        return {
+            "train_loss": float(torch.stack(train_losses).mean()),
+            "val_loss": float(torch.stack(val_losses).mean()),
+            "val_acc": float(torch.stack(val_accs).mean()),
+        }

@@ -14,9 +14,14 @@ import tensorflow as tf
 
 def versions():
     threads = tf.config.threading
-    return {"tensorflow": tf.__version__, "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default"),
-            "threads": {"intra_op": threads.get_intra_op_parallelism_threads(),
-                        "inter_op": threads.get_inter_op_parallelism_threads()}}
+    return {
+        "tensorflow": tf.__version__,
+        "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default"),
+        "threads": {
+            "intra_op": threads.get_intra_op_parallelism_threads(),
+            "inter_op": threads.get_inter_op_parallelism_threads(),
+        },
+    }
 
 
 def matmul(m, k, n):
@@ -28,11 +33,14 @@ def matmul(m, k, n):
 class Minimal:
     def __init__(self, model, arrays, batch_size, shuffle, rng):
         self.model, self.batch_size, self.shuffle, self.rng = model, batch_size, shuffle, rng
-        self.train, self.val = ((tf.constant(images), tf.constant(labels.astype("int32")))
-                                for images, labels in (arrays["train"], arrays["val"]))
-        self.prebatched, self.val_batches = ([[t[i:i + batch_size] for t in tensors]
-                                              for i in range(0, len(tensors[0]), batch_size)]
-                                             for tensors in (self.train, self.val))
+        self.train, self.val = (
+            (tf.constant(images), tf.constant(labels.astype("int32")))
+            for images, labels in (arrays["train"], arrays["val"])
+        )
+        self.prebatched, self.val_batches = (
+            [[t[i : i + batch_size] for t in tensors] for i in range(0, len(tensors[0]), batch_size)]
+            for tensors in (self.train, self.val)
+        )
         model(self.val_batches[0][0])  # builds the Keras layers, so trainable_variables lists them
         self.optim = model.configure_optimizers()
         self.params = model.trainable_variables
@@ -60,10 +68,15 @@ class Minimal:
     def epoch(self):
         if self.shuffle:
             order = self.rng.permutation(len(self.train[0]))
-            train_losses = [self.gather_and_train_step(*self.train, order[i:i + self.batch_size])
-                            for i in range(0, len(order), self.batch_size)]
+            train_losses = [
+                self.gather_and_train_step(*self.train, order[i : i + self.batch_size])
+                for i in range(0, len(order), self.batch_size)
+            ]
         else:
             train_losses = [self.train_step(X, y) for X, y in self.prebatched]
         val_losses, val_accs = zip(*(self.val_step(X, y) for X, y in self.val_batches))
-        return {"train_loss": float(tf.reduce_mean(train_losses)), "val_loss": float(tf.reduce_mean(val_losses)),
-                "val_acc": float(tf.reduce_mean(val_accs))}
+        return {
+            "train_loss": float(tf.reduce_mean(train_losses)),
+            "val_loss": float(tf.reduce_mean(val_losses)),
+            "val_acc": float(tf.reduce_mean(val_accs)),
+        }

@@ -99,8 +99,20 @@ def _is_single_series(X):
     return isinstance(X, (list, tuple)) and not hasattr(X[0], "__len__") and not hasattr(X[0], "ndim")
 
 
-def plot(X, Y=None, xlabel=None, ylabel=None, legend=None, xlim=None, ylim=None, xscale="linear",
-         yscale="linear", fmts=DEFAULT_FMTS, figsize=DEFAULT_FIGSIZE, axes=None):
+def plot(
+    X,
+    Y=None,
+    xlabel=None,
+    ylabel=None,
+    legend=None,
+    xlim=None,
+    ylim=None,
+    xscale="linear",
+    yscale="linear",
+    fmts=DEFAULT_FMTS,
+    figsize=DEFAULT_FIGSIZE,
+    axes=None,
+):
     """Plot one or several series (``Y`` against ``X``, or ``X`` against its index)."""
     if _is_single_series(X):
         X = [X]
@@ -137,9 +149,19 @@ def board_panels(labels):
     return panels
 
 
-def draw_board(fig, lines, xlabel=None, ylabel=None, xlim=None, ylim=None, xscale="linear",
-               yscale="linear", ls=("-", "--", "-.", ":"), colors=("C0", "C1", "C2", "C3"),
-               panel_size=DEFAULT_FIGSIZE):
+def draw_board(
+    fig,
+    lines,
+    xlabel=None,
+    ylabel=None,
+    xlim=None,
+    ylim=None,
+    xscale="linear",
+    yscale="linear",
+    ls=("-", "--", "-.", ":"),
+    colors=("C0", "C1", "C2", "C3"),
+    panel_size=DEFAULT_FIGSIZE,
+):
     """Draw a progress board's curves, ``{label: (xs, ys)}``, on ``fig``: one panel per metric.
 
     Each panel is ``panel_size`` inches, side by side. A role keeps its line style and color in
@@ -157,8 +179,7 @@ def draw_board(fig, lines, xlabel=None, ylabel=None, xlim=None, ylim=None, xscal
             k = list(BOARD_ROLES).index(role) if role else i
             xs, ys = lines[label]
             point = {"marker": "o", "markersize": 3} if len(xs) == 1 else {}  # a 1-point line is invisible
-            handles += axes.plot(xs, ys, linestyle=ls[k % len(ls)], color=colors[k % len(colors)],
-                                 label=label, **point)
+            handles += axes.plot(xs, ys, linestyle=ls[k % len(ls)], color=colors[k % len(colors)], label=label, **point)
             names.append(BOARD_ROLES[role] if role else label)
         axes.set_xlabel(xlabel)
         axes.set_ylabel(BOARD_METRICS.get(metric, metric) if metric else ylabel)
@@ -186,7 +207,7 @@ def show_images(imgs, num_rows, num_cols, titles=None, scale=1.5):
         ax.axes.get_yaxis().set_visible(False)
         if titles is not None and i < len(titles):
             ax.set_title(titles[i], fontsize="small")
-    for ax in axes[len(imgs):]:
+    for ax in axes[len(imgs) :]:
         ax.set_visible(False)
     _show_outside_notebook(fig)
     return axes
@@ -209,5 +230,4 @@ def _show_outside_notebook(fig):
     _figures_saved += 1
     path = os.path.join(folder, f"figure-{_figures_saved}.svg")
     fig.savefig(path)
-    print(f"[d2l] figure saved to {path} (no display; set D2L_FIGURE_DIR to choose the folder)",
-          file=sys.stderr)
+    print(f"[d2l] figure saved to {path} (no display; set D2L_FIGURE_DIR to choose the folder)", file=sys.stderr)

@@ -35,9 +35,21 @@ def live_mode():
 class ProgressBoard(HyperParameters):
     """Plot data points as they arrive: ``draw(x, y, label, every_n)`` averages every n points."""
 
-    def __init__(self, xlabel=None, ylabel=None, xlim=None, ylim=None, xscale="linear", yscale="linear",
-                 ls=("-", "--", "-.", ":"), colors=("C0", "C1", "C2", "C3"), fig=None, axes=None,
-                 figsize=(3.5, 2.5), display=True):
+    def __init__(
+        self,
+        xlabel=None,
+        ylabel=None,
+        xlim=None,
+        ylim=None,
+        xscale="linear",
+        yscale="linear",
+        ls=("-", "--", "-.", ":"),
+        colors=("C0", "C1", "C2", "C3"),
+        fig=None,
+        axes=None,
+        figsize=(3.5, 2.5),
+        display=True,
+    ):
         self.save_hyperparameters()
         self.redraws = 0
         self.reset()
@@ -69,8 +81,11 @@ class ProgressBoard(HyperParameters):
 
     def epoch_summary(self):
         """Mean of each label's values drawn since the previous call, then start afresh."""
-        summary = {label: sum(_as_float(v) for v in values) / len(values)
-                   for label, values in self._epoch_values.items() if values}
+        summary = {
+            label: sum(_as_float(v) for v in values) / len(values)
+            for label, values in self._epoch_values.items()
+            if values
+        }
         self._epoch_values = {}
         return summary
 
@@ -90,9 +105,19 @@ class ProgressBoard(HyperParameters):
     def _render(self, final=False):
         fig = self._figure()
         # One panel per metric (loss, accuracy), each of the board's figsize; see plotting.draw_board.
-        self.axes = draw_board(fig, self.lines, xlabel=self.xlabel, ylabel=self.ylabel, xlim=self.xlim,
-                               ylim=self.ylim, xscale=self.xscale, yscale=self.yscale, ls=self.ls,
-                               colors=self.colors, panel_size=self.figsize)[0]
+        self.axes = draw_board(
+            fig,
+            self.lines,
+            xlabel=self.xlabel,
+            ylabel=self.ylabel,
+            xlim=self.xlim,
+            ylim=self.ylim,
+            xscale=self.xscale,
+            yscale=self.yscale,
+            ls=self.ls,
+            colors=self.colors,
+            panel_size=self.figsize,
+        )[0]
         fig.tight_layout()
         self._last_render = time.monotonic()
         self.redraws += 1

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from d2l_tools import book
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
 from d2l_shim import FRAMEWORKS
+from d2l_tools import book
 
 FIXTURE_CHAPTER = Path(__file__).parent / "fixtures" / "book" / "chapter_mlp"
 LOCK_OWNER = book.LOCK_NAME + ".owner"
@@ -54,15 +54,20 @@ def framework_group(label="x"):
 
 
 def test_tab_group_becomes_one_synced_tab_set_with_four_tabs_in_order():
-    nb = notebook(new_markdown_cell("# Title"), *framework_group("first"), new_markdown_cell("text"),
-                  *framework_group("second"))
+    nb = notebook(
+        new_markdown_cell("# Title"), *framework_group("first"), new_markdown_cell("text"), *framework_group("second")
+    )
     page = book.convert_notebook(nb, "page")
     sets = tab_sets(page.text)
     assert len(sets) == 2
     for options, items in sets:
         assert options == ":sync-group: framework"
         assert [(label, sync) for label, sync, _ in items] == [
-            ("PyTorch", "pytorch"), ("MXNet", "mxnet"), ("TensorFlow", "tensorflow"), ("JAX", "jax")]
+            ("PyTorch", "pytorch"),
+            ("MXNet", "mxnet"),
+            ("TensorFlow", "tensorflow"),
+            ("JAX", "jax"),
+        ]
     # each tab holds its own framework's code and output, and the %%tab line is gone
     for (_, items), label in zip(sets, ("first", "second")):
         for _, sync, body in items:
@@ -85,8 +90,9 @@ def test_cell_for_several_frameworks_appears_in_each_of_their_tabs_and_missing_o
 
 
 def test_shared_cells_and_tab_all_pass_through_outside_tabs_and_split_groups():
-    nb = notebook(code("%%tab pytorch\np = 1"), code("%%tab all\nshared = 1", [stream("shared out\n")]),
-                  code("%%tab jax\nj = 1"))
+    nb = notebook(
+        code("%%tab pytorch\np = 1"), code("%%tab all\nshared = 1", [stream("shared out\n")]), code("%%tab jax\nj = 1")
+    )
     page = book.convert_notebook(nb, "page")
     sets = tab_sets(page.text)
     assert len(sets) == 2  # the shared cell ends the first group
@@ -128,10 +134,15 @@ def test_remove_cell_is_dropped_and_hide_input_output_are_dropdowns():
 
 def test_svg_and_png_outputs_are_written_as_files_the_page_refers_to():
     png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
-    nb = notebook(code("%%tab pytorch\nplot()", [
-        new_output("display_data", data={"image/svg+xml": SVG, "text/plain": "<Figure>"}),
-        new_output("display_data", data={"image/png": png, "text/plain": "<Figure>"}),
-    ]))
+    nb = notebook(
+        code(
+            "%%tab pytorch\nplot()",
+            [
+                new_output("display_data", data={"image/svg+xml": SVG, "text/plain": "<Figure>"}),
+                new_output("display_data", data={"image/png": png, "text/plain": "<Figure>"}),
+            ],
+        )
+    )
     page = book.convert_notebook(nb, "mlp")
     svgs = [path for path in page.files if path.endswith(".svg")]
     pngs = [path for path in page.files if path.endswith(".png")]
@@ -155,8 +166,10 @@ def test_allowed_html_is_published_and_anything_else_is_stripped_or_shown_as_tex
     page = book.convert_notebook(nb, "page", where="nb.ipynb")
     raw = re.findall(r"^```\{raw\} html\n(.*?)^```$", page.text, re.MULTILINE | re.DOTALL)
     # the table as the sanitizer writes it (an HTML5 parser adds the implied <tbody>)
-    assert raw[0] == ('<div class="d2l-output-html">\n<table border="1" class="dataframe"><tbody>'
-                      "<tr><th>a</th><td>1</td></tr></tbody></table>\n</div>\n")
+    assert raw[0] == (
+        '<div class="d2l-output-html">\n<table border="1" class="dataframe"><tbody>'
+        "<tr><th>a</th><td>1</td></tr></tbody></table>\n</div>\n"
+    )
     # a widget's script: its text/plain form instead, and the build says why
     assert "alert" not in page.text and "Widget()" in page.text
     assert raw[1] == '<div class="d2l-output-html">\n<b>bold</b>\n</div>\n'  # no text/plain: what is left
@@ -169,8 +182,12 @@ def test_allowed_html_is_published_and_anything_else_is_stripped_or_shown_as_tex
 
 def test_an_svg_output_with_anything_but_drawing_stops_the_build_naming_the_cell():
     hostile = SVG.replace("<rect ", '<rect onclick="alert(1)" ')
-    nb = notebook(new_markdown_cell("# T"), code("%%tab jax\nplot()", [
-        new_output("display_data", data={"image/svg+xml": hostile, "text/plain": "<Figure>"})]))
+    nb = notebook(
+        new_markdown_cell("# T"),
+        code(
+            "%%tab jax\nplot()", [new_output("display_data", data={"image/svg+xml": hostile, "text/plain": "<Figure>"})]
+        ),
+    )
     with pytest.raises(book.BookError) as err:
         book.convert_notebook(nb, "mlp", where="chapter_mlp/mlp.ipynb")
     message = str(err.value)
@@ -199,8 +216,9 @@ def test_code_containing_backtick_fences_gets_a_longer_fence():
 
 
 def test_error_output_fails_naming_notebook_and_cell():
-    bad = code("%%tab jax\n1 / 0", [new_output("error", ename="ZeroDivisionError", evalue="division by zero",
-                                               traceback=[])])
+    bad = code(
+        "%%tab jax\n1 / 0", [new_output("error", ename="ZeroDivisionError", evalue="division by zero", traceback=[])]
+    )
     nb = notebook(new_markdown_cell("# T"), code("ok = 1"), bad)
     with pytest.raises(book.BookError) as err:
         book.convert_notebook(nb, "mlp", where="chapter_mlp/mlp.ipynb")
@@ -221,8 +239,9 @@ def test_stale_or_never_run_cells_fail_and_fresh_ones_pass():
 
 
 def test_a_failing_hidden_check_cell_also_stops_publication():
-    failed = code("assert ok()", [new_output("error", ename="AssertionError", evalue="", traceback=[])],
-                  tags=["remove-cell"])
+    failed = code(
+        "assert ok()", [new_output("error", ename="AssertionError", evalue="", traceback=[])], tags=["remove-cell"]
+    )
     with pytest.raises(book.BookError, match=r"cell 0 .*AssertionError"):
         book.convert_notebook(notebook(failed), "page")
 
@@ -246,8 +265,9 @@ def test_colab_links_sit_under_the_downloads_only_when_a_repository_is_set():
     downloads = [("PyTorch", "_notebooks/mlp-pytorch.ipynb")]
     colab = book.colab_links("chapter_mlp", "mlp", repo="someone/mlp-book")
     assert [label for label, _ in colab] == ["PyTorch", "MXNet", "TensorFlow", "JAX"]
-    assert dict(colab)["JAX"] == ("https://colab.research.google.com/github/someone/mlp-book/blob/gh-pages/"
-                                  "notebooks/jax/chapter_mlp/mlp.ipynb")
+    assert dict(colab)["JAX"] == (
+        "https://colab.research.google.com/github/someone/mlp-book/blob/gh-pages/notebooks/jax/chapter_mlp/mlp.ipynb"
+    )
     text = book.convert_notebook(nb, "mlp", downloads=downloads, colab=colab).text
     line = re.search(r"^Open in Colab: (.*)$", text, re.MULTILINE).group(1)
     assert line.split(" · ") == [f"[{label}]({url})" for label, url in colab]
@@ -272,8 +292,9 @@ def test_colab_links_follow_the_repository_setting(monkeypatch):
 def test_the_print_edition_drops_tabbed_only_prose_downloads_and_links():
     prose = "Read on. <!-- tabbed-only -->Each tab runs in its own kernel.<!-- /tabbed-only --> Then train."
     nb = notebook(new_markdown_cell(f"# T\n\n{prose}"), code("x = 1"))
-    web = book.convert_notebook(nb, "mlp", downloads=[("JAX", "_notebooks/mlp-jax.ipynb")],
-                                colab=[("JAX", "https://colab.example/x")]).text
+    web = book.convert_notebook(
+        nb, "mlp", downloads=[("JAX", "_notebooks/mlp-jax.ipynb")], colab=[("JAX", "https://colab.example/x")]
+    ).text
     assert "Each tab runs in its own kernel." in web and "Open in Colab" in web
     printed = book.convert_notebook(nb, "mlp", printed=True).text
     assert "kernel" not in printed and "tabbed-only" not in printed
@@ -309,8 +330,15 @@ def test_source_tree_holds_pages_book_config_and_downloads(tmp_path, monkeypatch
     monkeypatch.setenv("D2L_REPOSITORY", "")
     make_split(tmp_path / "split", FIXTURE_CHAPTER)
     tree = book.source_tree(FIXTURE_CHAPTER, tmp_path / "split")
-    for rel in ("conf.py", "index.md", "_templates/framework-picker.html", "_static/framework-picker.js",
-                "chapter_mlp/index.md", "chapter_mlp/mlp.md", "chapter_mlp/mlp-scratch.md"):
+    for rel in (
+        "conf.py",
+        "index.md",
+        "_templates/framework-picker.html",
+        "_static/framework-picker.js",
+        "chapter_mlp/index.md",
+        "chapter_mlp/mlp.md",
+        "chapter_mlp/mlp-scratch.md",
+    ):
         assert rel in tree
     assert tree["chapter_mlp/_notebooks/mlp.ipynb"] == (FIXTURE_CHAPTER / "mlp.ipynb").read_bytes()
     # the chapter's figures come along, so img/... links in the text keep working
@@ -354,8 +382,11 @@ def test_external_assets_are_found_but_plain_links_are_fine(tmp_path):
     )
     (tmp_path / "style.css").write_text("@font-face { src: url('https://fonts.example.org/a.woff2'); }")
     found = sorted(url for _, url in book.external_assets(tmp_path))
-    assert found == ["//fonts.example.org/css", "https://cdn.example.org/mathjax.js",
-                     "https://fonts.example.org/a.woff2"]
+    assert found == [
+        "//fonts.example.org/css",
+        "https://cdn.example.org/mathjax.js",
+        "https://fonts.example.org/a.woff2",
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -423,8 +454,19 @@ def test_cli_reports_an_unpublishable_notebook_and_exits_1(tmp_path, capsys):
     nb.cells[3].outputs = [new_output("error", ename="ValueError", evalue="boom", traceback=[])]
     nbformat.write(nb, chapter / "mlp.ipynb")
     make_split(tmp_path / "split", chapter)
-    code_ = book.main(["build", "--src", str(chapter), "--out", str(tmp_path / "html"),
-                       "--split-dir", str(tmp_path / "split"), "--work", str(tmp_path / "src")])
+    code_ = book.main(
+        [
+            "build",
+            "--src",
+            str(chapter),
+            "--out",
+            str(tmp_path / "html"),
+            "--split-dir",
+            str(tmp_path / "split"),
+            "--work",
+            str(tmp_path / "src"),
+        ]
+    )
     assert code_ == 1
     err = capsys.readouterr().err
     assert f"{chapter / 'mlp.ipynb'}: cell 3" in err and "ValueError: boom" in err
@@ -442,8 +484,11 @@ def test_ship_mathjax_copies_only_tex_input_chtml_output_and_fonts_and_drops_the
     stale.parent.mkdir(parents=True)
     stale.write_text("left by an older build")
     count = book.ship_mathjax(tmp_path)
-    shipped = sorted(p.relative_to(tmp_path / "_static" / "mathjax").as_posix()
-                     for p in (tmp_path / "_static" / "mathjax").rglob("*") if p.is_file())
+    shipped = sorted(
+        p.relative_to(tmp_path / "_static" / "mathjax").as_posix()
+        for p in (tmp_path / "_static" / "mathjax").rglob("*")
+        if p.is_file()
+    )
     assert len(shipped) == count and "tex-chtml.js" in shipped
     source = book.mathjax_source()
     assert all((tmp_path / "_static" / "mathjax" / rel).read_bytes() == (source / rel).read_bytes() for rel in shipped)
@@ -456,8 +501,14 @@ def test_ship_mathjax_copies_only_tex_input_chtml_output_and_fonts_and_drops_the
 
 def test_prune_static_drops_source_maps_and_catalogues_only(tmp_path):
     static = tmp_path / "_static"
-    files = ["scripts/theme.js", "scripts/theme.js.map", "styles/theme.css", "styles/theme.css.map",
-             "locales/de/LC_MESSAGES/sphinx.mo", "mathjax/tex-chtml.js"]
+    files = [
+        "scripts/theme.js",
+        "scripts/theme.js.map",
+        "styles/theme.css",
+        "styles/theme.css.map",
+        "locales/de/LC_MESSAGES/sphinx.mo",
+        "mathjax/tex-chtml.js",
+    ]
     for rel in files:
         (static / rel).parent.mkdir(parents=True, exist_ok=True)
         (static / rel).write_text(rel)

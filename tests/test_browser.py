@@ -23,13 +23,13 @@ from urllib.parse import urljoin, urlsplit
 
 import nbformat
 import pytest
+from test_book_convert import FIXTURE_CHAPTER, make_split
 
 from d2l_shim import FRAMEWORK_INFO, FRAMEWORKS
 from d2l_tools import book, chapter
 from d2l_tools.chromium import ChromiumMissing, launch
 from d2l_tools.envs import REPO
 from d2l_tools.pdf import LOCAL_HOST, serve
-from test_book_convert import FIXTURE_CHAPTER, make_split
 
 AXE = REPO / "tools" / "browser-checks" / "node_modules" / "axe-core" / "axe.min.js"
 TEX_LEFT_OVER = re.compile(r"\$|\\[()\[\]]|\\[A-Za-z]{2,}")
@@ -218,7 +218,8 @@ def assert_side_by_side(page, frameworks):
     """Every tab-set shows all its frameworks' panels at once, named, without tab labels."""
     sets = panels_per_tab_set(page)
     assert sets and all(shown == list(frameworks) for shown in sets), (
-        f"{page.url}: side by side shows {sets}, expected all of {list(frameworks)} in each group")
+        f"{page.url}: side by side shows {sets}, expected all of {list(frameworks)} in each group"
+    )
     assert switch_pressed(page) == "true"
     hidden_labels = page.evaluate("""() => Array.from(document.querySelectorAll(
         '.sd-tab-label[data-sync-group="framework"]')).every(label => !label.checkVisibility())""")
@@ -336,7 +337,8 @@ def check_book(browser, html_dir, notebook_pages, sources, screenshots=None):
             assert unique, "the scratch page has no prose to search for"
             results = search_results(s, unique[0])
             assert any(urlsplit(url).path.endswith("/chapter_mlp/mlp-scratch.html") for url in results), (
-                f"search for {unique[0]!r} did not find the scratch page: {results}")
+                f"search for {unique[0]!r} did not find the scratch page: {results}"
+            )
 
         with session(browser, base_url) as s:
             check_side_by_side(s, first, second, screenshots)
@@ -405,7 +407,8 @@ def check_copy_button(s, first, sources):
     copied = page.evaluate("() => navigator.clipboard.readText()").strip("\n")
     assert copied == shown, f"{first}: the copy button copied {copied!r}, the cell shows {shown!r}"
     assert any(copied in source for source in sources), (
-        f"{first}: the copied text is no notebook cell's code: {copied!r}")
+        f"{first}: the copied text is no notebook cell's code: {copied!r}"
+    )
     outputs = page.locator(".sd-tab-content:visible div.d2l-output pre").all_inner_texts()
     assert outputs and not any(text.strip() and text.strip() in copied for text in outputs)
     assert page.locator("div.d2l-output button.copybtn").count() == 0, "outputs have copy buttons"
@@ -437,7 +440,8 @@ def check_narrow_screen(s, pages, first, screenshots):
         choice = page.locator('.d2l-picker-choice[data-framework="jax"]')
         box = choice.bounding_box()
         assert box and box["x"] >= 0 and box["x"] + box["width"] <= NARROW and box["y"] >= 0, (
-            f"{rel}: the picker is out of reach at {NARROW} px: {box}")
+            f"{rel}: the picker is out of reach at {NARROW} px: {box}"
+        )
         if screenshots is not None:
             take_screenshot(page, screenshots / f"{page_slug(rel)}-{NARROW}.png")
     page = s.open(first)
@@ -472,18 +476,27 @@ def check_notebook_links(browser, html_dir, rel, repository):
     with serve(html_dir) as base_url, session(browser, base_url) as s:
         page = s.open(rel)
         links = page.locator(".d2l-downloads a")
-        downloads = {a.inner_text().strip(): a.get_attribute("href") for a in links.all()
-                     if a.get_attribute("href").endswith(".ipynb") and "colab" not in a.get_attribute("href")}
+        downloads = {
+            a.inner_text().strip(): a.get_attribute("href")
+            for a in links.all()
+            if a.get_attribute("href").endswith(".ipynb") and "colab" not in a.get_attribute("href")
+        }
         name = rel.rsplit("/", 1)[-1][: -len(".html")]
         for fw in FRAMEWORKS:
             label = FRAMEWORK_INFO[fw].label
             assert downloads.get(label, "").endswith(f"/{name}-{fw}.ipynb"), f"{rel}: {label} download: {downloads}"
             response = page.request.get(urljoin(page.url, downloads[label]))
             assert response.ok and response.body() == (html_dir / urljoin(rel, downloads[label])).read_bytes()
-        colab = {a.inner_text().strip(): a.get_attribute("href") for a in links.all()
-                 if "colab.research.google.com" in a.get_attribute("href")}
-        expected = {FRAMEWORK_INFO[fw].label: f"https://colab.research.google.com/github/{repository}/blob/gh-pages/"
-                    f"notebooks/{fw}/chapter_mlp/{name}.ipynb" for fw in FRAMEWORKS}
+        colab = {
+            a.inner_text().strip(): a.get_attribute("href")
+            for a in links.all()
+            if "colab.research.google.com" in a.get_attribute("href")
+        }
+        expected = {
+            FRAMEWORK_INFO[fw].label: f"https://colab.research.google.com/github/{repository}/blob/gh-pages/"
+            f"notebooks/{fw}/chapter_mlp/{name}.ipynb"
+            for fw in FRAMEWORKS
+        }
         assert colab == expected
         assert page.get_by_text("Open in Colab").is_visible()
 

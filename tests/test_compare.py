@@ -17,7 +17,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from d2l_shim import plotting  # noqa: E402
 from d2l_tools.compare import (  # noqa: E402
-    Policy, PolicyError, compare_outputs, compare_raster, compare_svg, compare_text, last_digit_unit,
+    Policy,
+    PolicyError,
+    compare_outputs,
+    compare_raster,
+    compare_svg,
+    compare_text,
+    last_digit_unit,
     split_numbers,
 )
 
@@ -83,11 +89,22 @@ def test_nan_never_matches_a_number():
 
 def test_policy_from_metadata():
     assert not Policy.from_metadata({}).loosened
-    policy = Policy.from_metadata({"d2l": {"compare": {"numbers": {"Loss": 0.03}, "png": {"max_changed": 0.05},
-                                                       "reason": "SGD amplifies rounding"}}})
+    policy = Policy.from_metadata(
+        {
+            "d2l": {
+                "compare": {"numbers": {"Loss": 0.03}, "png": {"max_changed": 0.05}, "reason": "SGD amplifies rounding"}
+            }
+        }
+    )
     assert policy.numbers == {"loss": 0.03} and policy.png_max_changed == 0.05 and policy.loosened
-    for bad in ({"numbers": {"loss": -1}}, {"numbers": [0.1]}, {"svg_atol": "big"}, {"colour": 1},
-                {"png": {"max": 1}}, "loose"):
+    for bad in (
+        {"numbers": {"loss": -1}},
+        {"numbers": [0.1]},
+        {"svg_atol": "big"},
+        {"colour": 1},
+        {"png": {"max": 1}},
+        "loose",
+    ):
         with pytest.raises(PolicyError):
             Policy.from_metadata({"d2l": {"compare": bad}})
 

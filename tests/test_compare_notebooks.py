@@ -28,9 +28,14 @@ from d2l_tools.procs import junit_results
 
 REPO = Path(__file__).resolve().parent.parent
 SPLIT = REPO / "build" / "notebooks"
-TWO_THREADS = {"OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2", "MXNET_CPU_WORKER_NTHREADS": "2",
-               "TF_NUM_INTRAOP_THREADS": "2", "TF_NUM_INTEROP_THREADS": "2",
-               "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=true intra_op_parallelism_threads=2"}
+TWO_THREADS = {
+    "OMP_NUM_THREADS": "2",
+    "MKL_NUM_THREADS": "2",
+    "MXNET_CPU_WORKER_NTHREADS": "2",
+    "TF_NUM_INTRAOP_THREADS": "2",
+    "TF_NUM_INTEROP_THREADS": "2",
+    "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=true intra_op_parallelism_threads=2",
+}
 
 
 def split_notebook(framework, name):
@@ -59,7 +64,7 @@ def edited(nb, needle, old, new, keep_through):
     index, last = cell_index(nb, needle), cell_index(nb, keep_through)
     assert old in nb.cells[index].source
     nb.cells[index].source = nb.cells[index].source.replace(old, new)
-    nb.cells = nb.cells[:last + 1]
+    nb.cells = nb.cells[: last + 1]
     return nb
 
 
@@ -84,7 +89,9 @@ def run_nbval(tmp_path, nb, framework, name, env=None):
     run_env = {**os.environ, **REPRODUCIBLE_ENV, **(env or {})}
     result = subprocess.run(command, cwd=tmp_path, env=run_env, capture_output=True, text=True, timeout=1200)
     if not xml.exists():
-        pytest.fail(f"nbval wrote no results (exit {result.returncode}):\n{result.stdout[-3000:]}{result.stderr[-3000:]}")
+        pytest.fail(
+            f"nbval wrote no results (exit {result.returncode}):\n{result.stdout[-3000:]}{result.stderr[-3000:]}"
+        )
     results = junit_results(xml)
     return results.passed, results.messages
 
@@ -94,8 +101,11 @@ def run_nbval(tmp_path, nb, framework, name, env=None):
 
 
 TESTED = frameworks_under_test()  # `make test FRAMEWORKS=...` narrows it
-NOISE_CASES = [("pytorch", "mlp-scratch", "two threads"), ("jax", "mlp", "two threads"),
-               ("tensorflow", "mlp-scratch", "two threads, oneDNN switched")]
+NOISE_CASES = [
+    ("pytorch", "mlp-scratch", "two threads"),
+    ("jax", "mlp", "two threads"),
+    ("tensorflow", "mlp-scratch", "two threads, oneDNN switched"),
+]
 
 
 def for_framework(framework):
@@ -107,8 +117,9 @@ def for_framework(framework):
 def test_noise_passes(tmp_path, framework, name, how):
     env = dict(TWO_THREADS)
     if "oneDNN" in how:
-        spec = json.loads((Path(KernelSpecManager().find_kernel_specs()[kernel_name(framework)])
-                           / "kernel.json").read_text())
+        spec = json.loads(
+            (Path(KernelSpecManager().find_kernel_specs()[kernel_name(framework)]) / "kernel.json").read_text()
+        )
         flipped = "1" if spec["env"].get("TF_ENABLE_ONEDNN_OPTS", "0") == "0" else "0"
         env["JUPYTER_PATH"] = kernel_with_env(tmp_path, framework, TF_ENABLE_ONEDNN_OPTS=flipped)
     passed, failures = run_nbval(tmp_path, split_notebook(framework, name), framework, name, env)
@@ -141,8 +152,9 @@ def test_learning_rate_change_fails_in_the_training_cell(tmp_path):
 def test_sigmoid_plotted_for_tanh_fails(tmp_path):
     nb = split_notebook("pytorch", "mlp")
     # The tanh cell computes the curves; the shared cell after it draws them (a PNG).
-    changed = edited(nb, "y = torch.tanh(x)", "torch.tanh(x)", "torch.sigmoid(x)",
-                     keep_through="plot_pair(x, y, dy, 'tanh')")
+    changed = edited(
+        nb, "y = torch.tanh(x)", "torch.tanh(x)", "torch.sigmoid(x)", keep_through="plot_pair(x, y, dy, 'tanh')"
+    )
     plot = nbval_cell(nb, "plot_pair(x, y, dy, 'tanh')")
     _, failures = run_nbval(tmp_path, changed, "pytorch", "mlp")
     test, text = only_failure(failures)
@@ -153,8 +165,9 @@ def test_sigmoid_plotted_for_tanh_fails(tmp_path):
 @for_framework("jax")
 def test_changed_shape_fails(tmp_path):
     nb = split_notebook("jax", "mlp-scratch")
-    changed = edited(nb, "data = d2l.FashionMNIST(", "batch_size=256", "batch_size=128",
-                     keep_through="data = d2l.FashionMNIST(")
+    changed = edited(
+        nb, "data = d2l.FashionMNIST(", "batch_size=256", "batch_size=128", keep_through="data = d2l.FashionMNIST("
+    )
     data_cell = nbval_cell(changed, "data = d2l.FashionMNIST(")
     _, failures = run_nbval(tmp_path, changed, "jax", "mlp-scratch")
     test, text = only_failure(failures)

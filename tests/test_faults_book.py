@@ -9,23 +9,38 @@ import subprocess
 import sys
 import time
 
+from test_book_convert import FIXTURE_CHAPTER, make_split
+
 from d2l_tools import book
 from d2l_tools.envs import REPO
-
-from test_book_convert import FIXTURE_CHAPTER, make_split
 
 WAIT_S = 300  # a fixture build takes seconds; on a busy 2-core machine, more
 
 
 def build_command(root):
-    return [sys.executable, "-m", "d2l_tools", "book", "build", "--no-pdf", "--src", str(FIXTURE_CHAPTER),
-            "--out", str(root / "html"), "--split-dir", str(root / "split"), "--work", str(root / "src")]
+    return [
+        sys.executable,
+        "-m",
+        "d2l_tools",
+        "book",
+        "build",
+        "--no-pdf",
+        "--src",
+        str(FIXTURE_CHAPTER),
+        "--out",
+        str(root / "html"),
+        "--split-dir",
+        str(root / "split"),
+        "--work",
+        str(root / "src"),
+    ]
 
 
 def start(root):
     env = dict(os.environ, D2L_REPOSITORY="", PYTHONUNBUFFERED="1")
-    return subprocess.Popen(build_command(root), cwd=REPO, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        build_command(root), cwd=REPO, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
 
 
 def assert_whole(root):
@@ -45,8 +60,9 @@ def test_a_second_build_waits_for_the_lock_and_names_its_holder(tmp_path):
     with book.build_lock(tmp_path):  # this test plays the first build
         second = start(tmp_path)
         line = second.stderr.readline()  # its first word, or the end of the stream if it failed
-        assert line.strip() == (f"book: waiting for another book build (pid {os.getpid()}) to finish "
-                                f"({tmp_path / book.LOCK_NAME})"), line + second.stderr.read()
+        assert line.strip() == (
+            f"book: waiting for another book build (pid {os.getpid()}) to finish ({tmp_path / book.LOCK_NAME})"
+        ), line + second.stderr.read()
         time.sleep(1)
         assert second.poll() is None, "the second build did not wait"
         assert not (tmp_path / "html").exists() and not (tmp_path / "src").exists()

@@ -27,15 +27,15 @@ from urllib.parse import quote, urlsplit
 
 import nbformat
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
+from test_browser import headless_chromium
+
+from d2l_shim import FRAMEWORK_INFO, FRAMEWORKS
 from d2l_tools import lab
 from d2l_tools.cells import cell_tab
 from d2l_tools.envs import REPO
 from d2l_tools.kernels import DEFAULT_KERNEL, ONE_THREAD_ENV, display_name
 from d2l_tools.text import strip_ansi
-from playwright.sync_api import TimeoutError as PlaywrightTimeout
-from test_browser import headless_chromium
-
-from d2l_shim import FRAMEWORK_INFO, FRAMEWORKS
 
 CHAPTER = REPO / "chapter_mlp"
 SCREENSHOTS = REPO / "build" / "screenshots"
@@ -53,8 +53,9 @@ def lab_frameworks():
     names = [name.strip() for name in configured.split(",") if name.strip()]
     unknown = [name for name in names if name not in FRAMEWORKS]
     if unknown or not names:
-        raise pytest.UsageError(f"D2L_LAB_FRAMEWORKS={configured!r}: use 'all' or a comma list of "
-                                f"{', '.join(FRAMEWORKS)}")
+        raise pytest.UsageError(
+            f"D2L_LAB_FRAMEWORKS={configured!r}: use 'all' or a comma list of {', '.join(FRAMEWORKS)}"
+        )
     return [fw for fw in FRAMEWORKS if fw in names]
 
 
@@ -164,8 +165,9 @@ class Lab:
         self.base = f"http://{LOCAL_HOST}:{port}"
 
     def api(self, path, method="GET"):
-        request = urllib.request.Request(f"{self.base}{path}", method=method,
-                                         headers={"Authorization": f"token {self.token}"})
+        request = urllib.request.Request(
+            f"{self.base}{path}", method=method, headers={"Authorization": f"token {self.token}"}
+        )
         with urllib.request.urlopen(request, timeout=30) as response:
             body = response.read()
         return json.loads(body) if body else None
@@ -203,16 +205,21 @@ def jupyter_lab(root, work):
     """JupyterLab from .venv on 127.0.0.1, as `make lab` starts it; yields a Lab."""
     token = os.urandom(16).hex()
     port = free_port()
-    env = {key: value for key, value in os.environ.items()
-           if key not in ("D2L_FRAMEWORK", "D2L_PROGRESS", "SOURCE_DATE_EPOCH")}  # the reader's live board
-    env.update({
-        "JUPYTER_TOKEN": token,
-        # Nothing from or into the home folder, as `make lab` runs it (a HOME of our own shows it).
-        **lab.private_dirs(work / "state"),
-        "HOME": str(work / "home"),
-        # One compute thread for the kernel: the browser and the server need the other core.
-        **ONE_THREAD_ENV,
-    })
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("D2L_FRAMEWORK", "D2L_PROGRESS", "SOURCE_DATE_EPOCH")
+    }  # the reader's live board
+    env.update(
+        {
+            "JUPYTER_TOKEN": token,
+            # Nothing from or into the home folder, as `make lab` runs it (a HOME of our own shows it).
+            **lab.private_dirs(work / "state"),
+            "HOME": str(work / "home"),
+            # One compute thread for the kernel: the browser and the server need the other core.
+            **ONE_THREAD_ENV,
+        }
+    )
     # No "get Jupyter news?" prompt over the notebook in the screenshots.
     (work / "home").mkdir()
     settings = work / "state" / "settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
@@ -221,8 +228,9 @@ def jupyter_lab(root, work):
     log = work / "jupyter-lab.log"
     command = lab.jupyter_lab_command(root, LOCAL_HOST, port, open_browser=False)
     with open(log, "w") as log_file:
-        process = subprocess.Popen(command, env=env, cwd=work, stdout=log_file, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+        process = subprocess.Popen(
+            command, env=env, cwd=work, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
+        )
     server = Lab(root, port, token, log)
     try:
         deadline = time.monotonic() + 120
@@ -261,8 +269,9 @@ def page(browser):
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     context.set_default_timeout(WAIT_MS)
     # Only the local server: anything else is refused (there is no network to reach anyway).
-    context.route("**/*", lambda route: route.continue_() if urlsplit(route.request.url).hostname == LOCAL_HOST
-                  else route.abort())
+    context.route(
+        "**/*", lambda route: route.continue_() if urlsplit(route.request.url).hostname == LOCAL_HOST else route.abort()
+    )
     page = context.new_page()
     try:
         yield page
@@ -292,7 +301,10 @@ def wait_for_kernel(page, label):
             const name = panel && panel.querySelector('.jp-KernelName');
             const state = panel && panel.querySelector('.jp-Notebook-ExecutionIndicator');
             return name && name.textContent.trim() === label && state && state.dataset.status === 'idle';
-        }""", arg=label, timeout=120_000)
+        }""",
+        arg=label,
+        timeout=120_000,
+    )
 
 
 def open_notebook(page, server, rel, kernel_label):
@@ -323,7 +335,10 @@ def wait_until_run_stops(page, timeout_s=RUN_TIMEOUT_S):
             if (prompts.every(p => /^\\[\\d+\\]:$/.test(p))) return true;
             return document.querySelector(
                 '.jp-NotebookPanel:not(.lm-mod-hidden) .jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]') !== null;
-        }""", timeout=timeout_s * 1000, polling=500)
+        }""",
+        timeout=timeout_s * 1000,
+        polling=500,
+    )
 
 
 def save_and_read(page, path):
@@ -360,13 +375,21 @@ def cell_outputs(page):
 
 
 def has_image(cell):
-    return any(o.output_type in ("display_data", "execute_result") and
-               any(mime.startswith("image/") for mime in o.get("data", {})) for o in cell.outputs)
+    return any(
+        o.output_type in ("display_data", "execute_result")
+        and any(mime.startswith("image/") for mime in o.get("data", {}))
+        for o in cell.outputs
+    )
 
 
 def errors_in(nb):
-    return [(i, o.ename, strip_ansi(o.evalue)[:200]) for i, cell in enumerate(nb.cells) if cell.cell_type == "code"
-            for o in cell.outputs if o.output_type == "error"]
+    return [
+        (i, o.ename, strip_ansi(o.evalue)[:200])
+        for i, cell in enumerate(nb.cells)
+        if cell.cell_type == "code"
+        for o in cell.outputs
+        if o.output_type == "error"
+    ]
 
 
 # ---------------------------------------------------------------- the browser tests
@@ -392,19 +415,24 @@ def test_reader_runs_the_training_notebook(lab_server, page, framework):
     path = lab_server.root / rel
     stored = nbformat.read(path, as_version=4)
     # The cells that train with the live board: they call fit and the book stored their figure.
-    plotted = [i for i, c in enumerate(stored.cells)
-               if c.cell_type == "code" and "trainer.fit(" in c.source and has_image(c)]
+    plotted = [
+        i for i, c in enumerate(stored.cells) if c.cell_type == "code" and "trainer.fit(" in c.source and has_image(c)
+    ]
     assert plotted, f"{rel}: no cell calls trainer.fit and stores a figure"
     training = plotted[0]
 
     open_notebook(page, lab_server, rel, display_name(framework))
     try:  # JupyterLab attaches the cells of a long notebook a few at a time
-        page.wait_for_function("n => document.querySelectorAll('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-Cell').length === n",
-                               arg=len(stored.cells))
+        page.wait_for_function(
+            "n => document.querySelectorAll('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-Cell').length === n",
+            arg=len(stored.cells),
+        )
     except PlaywrightTimeout:
         shown = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-Cell").count()
         pytest.fail(f"{rel}: JupyterLab shows {shown} cells, the notebook has {len(stored.cells)}")
-    sources = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell.jp-CodeCell .jp-InputArea-editor").all_inner_texts()
+    sources = page.locator(
+        ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell.jp-CodeCell .jp-InputArea-editor"
+    ).all_inner_texts()
     assert not any("%%tab" in s for s in sources), "the reader's notebook shows %%tab lines"
     screenshot(page, f"{framework}-opened")
 
@@ -435,14 +463,19 @@ def test_reader_runs_the_training_notebook(lab_server, page, framework):
             const cell = document.querySelectorAll('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-Cell')[index];
             const m = /^\\[(\\d+)\\]:$/.exec(cell.querySelector('.jp-InputArea-prompt').textContent.trim());
             return m && Number(m[1]) > before;
-        }""", arg=[training, before], timeout=RUN_TIMEOUT_S * 1000, polling=500)
+        }""",
+        arg=[training, before],
+        timeout=RUN_TIMEOUT_S * 1000,
+        polling=500,
+    )
     nb = save_and_read(page, path)
     assert not errors_in(nb), f"{rel}: the re-run failed: {errors_in(nb)}"
     shown = figures_shown(page, training)
     screenshot(page, f"{framework}-retrained")
     assert shown >= 1 and has_image(nb.cells[training]), (
         f"{rel}: after re-running the training cell it shows no figure (does the board draw into "
-        "the display of the previous run?)")
+        "the display of the previous run?)"
+    )
 
 
 def test_wrong_kernel_shows_one_clear_error(lab_server, page):

@@ -11,11 +11,11 @@ import re
 
 import nbformat
 import pytest
+
+from d2l_shim import FRAMEWORK_INFO, FRAMEWORKS
 from d2l_tools import chapter
 from d2l_tools.cells import cell_body, cell_tab
 from d2l_tools.envs import REPO
-
-from d2l_shim import FRAMEWORK_INFO, FRAMEWORKS
 
 PDF_DIR = REPO / "build" / "pdf"
 SCREENSHOTS = REPO / "build" / "screenshots"
@@ -40,8 +40,9 @@ def code_lines(framework):
                 continue
             tab = cell_tab(cell)
             if tab.shared or framework in tab.frameworks:
-                lines += [line for line in cell_body(cell).splitlines()
-                          if line.strip() and not line.lstrip().startswith("%")]
+                lines += [
+                    line for line in cell_body(cell).splitlines() if line.strip() and not line.lstrip().startswith("%")
+                ]
     return lines
 
 

@@ -98,11 +98,18 @@ def test_a_bibliography_entry_that_no_notebook_cites_fails(tmp_path, entries):
 
 
 def test_a_citation_without_a_key_fails(tmp_path, entries):
-    path = write_nb(tmp_path / "a.ipynb", "# A\n\nFirst [Doe, 2001]() and [Doe, 2001](#), then Doe and\nRoe, 2001 "
-                    "and Doe et al., 2001 in plain text.\n\nIn code, `Doe, 2001` is no citation, nor is $x, 2001$.")
+    path = write_nb(
+        tmp_path / "a.ipynb",
+        "# A\n\nFirst [Doe, 2001]() and [Doe, 2001](#), then Doe and\nRoe, 2001 "
+        "and Doe et al., 2001 in plain text.\n\nIn code, `Doe, 2001` is no citation, nor is $x, 2001$.",
+    )
     problems = citations.check_notebook(path, entries)
-    assert [p.split("'")[1] for p in problems] == ["[Doe, 2001]()", "[Doe, 2001](#)", "Doe and Roe, 2001",
-                                                   "Doe et al., 2001"]
+    assert [p.split("'")[1] for p in problems] == [
+        "[Doe, 2001]()",
+        "[Doe, 2001](#)",
+        "Doe and Roe, 2001",
+        "Doe et al., 2001",
+    ]
     assert all("cites a work without its key" in p for p in problems)
 
 
@@ -140,8 +147,9 @@ def test_a_stale_references_cell_fails(tmp_path, entries):
 
 
 def test_a_link_to_a_section_that_does_not_exist_fails(tmp_path, entries):
-    path = write_nb(tmp_path / "a.ipynb",
-                    "# A\n\n## The Data\n\nSee [the data](#the-data) and [the model](#the-model).")
+    path = write_nb(
+        tmp_path / "a.ipynb", "# A\n\n## The Data\n\nSee [the data](#the-data) and [the model](#the-model)."
+    )
     problems = citations.check_notebook(path, entries)
     assert len(problems) == 1 and "'#the-model'" in problems[0]
 

@@ -15,14 +15,18 @@ from d2l_shim import plotting  # noqa: E402
 def classifier_lines():
     """What a board holds after three epochs of d2l.Classifier: two training points per epoch."""
     rng = np.random.default_rng(0)
-    return {"train_loss": (list(np.arange(1, 7) / 2), list(rng.random(6))),
-            "val_loss": ([1, 2, 3], list(rng.random(3))),
-            "val_acc": ([1, 2, 3], list(rng.random(3)))}
+    return {
+        "train_loss": (list(np.arange(1, 7) / 2), list(rng.random(6))),
+        "val_loss": ([1, 2, 3], list(rng.random(3))),
+        "val_acc": ([1, 2, 3], list(rng.random(3))),
+    }
 
 
 def test_labels_are_grouped_by_metric_and_others_share_one_panel():
     assert plotting.board_panels(["train_loss", "val_loss", "val_acc"]) == {
-        "loss": ["train_loss", "val_loss"], "acc": ["val_acc"]}
+        "loss": ["train_loss", "val_loss"],
+        "acc": ["val_acc"],
+    }
     assert plotting.board_panels(["sin", "cos", "train_loss"]) == {None: ["sin", "cos"], "loss": ["train_loss"]}
 
 
@@ -35,7 +39,9 @@ def test_loss_and_accuracy_get_a_labelled_panel_each():
     assert [ax.get_xlabel() for ax in axes] == ["epoch", "epoch"]
     assert [ax.get_xlim() for ax in axes] == [(0.0, 3.0), (0.0, 3.0)]
     assert [[t.get_text() for t in ax.get_legend().get_texts()] for ax in axes] == [
-        ["training", "validation"], ["validation"]]
+        ["training", "validation"],
+        ["validation"],
+    ]
     plotted = {line.get_label(): (list(line.get_xdata()), list(line.get_ydata())) for ax in axes for line in ax.lines}
     assert plotted == lines
     # validation looks the same in both panels, and unlike training
@@ -56,7 +62,8 @@ def test_a_redraw_replaces_the_panels():
 def test_curves_without_a_role_share_one_panel_named_by_ylabel():
     fig = Figure()
     x = np.linspace(0, 6, 20)
-    (axes,) = plotting.draw_board(fig, {"sin": (x, np.sin(x)), "cos": (x, np.cos(x))}, xlabel="x", ylabel="y",
-                                  panel_size=(3.5, 2.5))
+    (axes,) = plotting.draw_board(
+        fig, {"sin": (x, np.sin(x)), "cos": (x, np.cos(x))}, xlabel="x", ylabel="y", panel_size=(3.5, 2.5)
+    )
     assert axes.get_ylabel() == "y" and [t.get_text() for t in axes.get_legend().get_texts()] == ["sin", "cos"]
     assert tuple(fig.get_size_inches()) == (3.5, 2.5)

@@ -58,8 +58,9 @@ HTML_VECTORS = {
     "svg-onload": "<svg onload=\"{p}\"></svg>",
     "svg-script": "<svg><script>{p}</script></svg>",
     "svg-a-xlink": "<svg><a xlink:href=\"javascript:{p}\"><text x=\"10\" y=\"20\">go</text></a></svg>",
-    "svg-animate-href": ("<svg><a><animate attributeName=\"href\" values=\"javascript:{p}\"/>"
-                         "<text x=\"10\" y=\"20\">go</text></a></svg>"),
+    "svg-animate-href": (
+        "<svg><a><animate attributeName=\"href\" values=\"javascript:{p}\"/><text x=\"10\" y=\"20\">go</text></a></svg>"
+    ),
     "svg-set-onbegin": "<svg><set attributeName=\"x\" to=\"1\" onbegin=\"{p}\"/></svg>",
     "svg-foreignobject": "<svg><foreignObject><img src=x onerror=\"{p}\"></foreignObject></svg>",
     "math-style-mxss": "<math><mtext><table><mglyph><style><img src=x onerror=\"{p}\"></style></mglyph></table></mtext></math>",
@@ -98,14 +99,19 @@ SVG_VECTORS = {
     "svg-file-script": f"<svg {SVG_NS}><script>{{p}}</script></svg>",
     "svg-file-cdata-script": f"<svg {SVG_NS}><script><![CDATA[{{p}}]]></script></svg>",
     "svg-file-xlink-a": f"<svg {SVG_NS} {XLINK_NS}><a xlink:href=\"javascript:{{p}}\"><text y=\"9\">a</text></a></svg>",
-    "svg-file-animate": (f"<svg {SVG_NS}><a><animate attributeName=\"href\" values=\"javascript:{{p}}\"/>"
-                         "<text y=\"9\">a</text></a></svg>"),
+    "svg-file-animate": (
+        f"<svg {SVG_NS}><a><animate attributeName=\"href\" values=\"javascript:{{p}}\"/>"
+        "<text y=\"9\">a</text></a></svg>"
+    ),
     "svg-file-set-onbegin": f"<svg {SVG_NS}><set attributeName=\"x\" to=\"1\" onbegin=\"{{p}}\"/></svg>",
-    "svg-file-foreignobject": (f"<svg {SVG_NS}><foreignObject width=\"9\" height=\"9\"><img "
-                               f"xmlns=\"http://www.w3.org/1999/xhtml\" src=\"x\" onerror=\"{{p}}\"/></foreignObject></svg>"),
+    "svg-file-foreignobject": (
+        f"<svg {SVG_NS}><foreignObject width=\"9\" height=\"9\"><img "
+        f"xmlns=\"http://www.w3.org/1999/xhtml\" src=\"x\" onerror=\"{{p}}\"/></foreignObject></svg>"
+    ),
     "svg-file-image-onerror": f"<svg {SVG_NS}><image href=\"x.png\" onerror=\"{{p}}\"/></svg>",
-    "svg-file-xhtml-script": (f"<svg {SVG_NS}><metadata><script xmlns=\"http://www.w3.org/1999/xhtml\">"
-                              "{p}</script></metadata></svg>"),
+    "svg-file-xhtml-script": (
+        f"<svg {SVG_NS}><metadata><script xmlns=\"http://www.w3.org/1999/xhtml\">{{p}}</script></metadata></svg>"
+    ),
     "svg-file-attlist-default": (f"<!DOCTYPE svg [<!ATTLIST svg onload CDATA \"{{p}}\">]><svg {SVG_NS}/>"),
     "svg-file-stylesheet-pi": f"<?xml-stylesheet href=\"/xss-pi.css\"?><svg {SVG_NS}/>",
     "svg-file-style-import": f"<svg {SVG_NS}><style>@import url(/xss-svg-import.css);</style></svg>",
@@ -201,8 +207,10 @@ def test_html_vector_leaves_nothing_outside_the_allowlist(name):
 
 
 def test_allowed_html_passes_with_nothing_reported():
-    table = ('<table border="1" class="dataframe"><thead><tr><th colspan="2">a</th></tr></thead>'
-             '<tbody><tr><td align="right">1</td><td>2 &lt; 3</td></tr></tbody></table>')
+    table = (
+        '<table border="1" class="dataframe"><thead><tr><th colspan="2">a</th></tr></thead>'
+        '<tbody><tr><td align="right">1</td><td>2 &lt; 3</td></tr></tbody></table>'
+    )
     clean, stripped = sanitize.sanitize_html(table)
     assert stripped == [] and clean == table
 
@@ -305,12 +313,15 @@ def test_no_payload_runs_in_the_built_page_and_good_outputs_show(tmp_path, monke
     for name in HTML_VECTORS:
         (controls / f"{name}.html").write_text(
             f'<!doctype html><html><body><div class="d2l-output-html">\n{html_vector(name)}\n</div>'
-            "<p>after</p></body></html>")
+            "<p>after</p></body></html>"
+        )
     for name in SVG_VECTORS:
         (controls / f"{name}.svg").write_text(svg_vector(name))
 
-    allowed_js = {"ALLOWED_TAGS": sorted(sanitize.HTML_TAGS | {"div"}),
-                  "ALLOWED_ATTRIBUTES": {k: sorted(v) for k, v in sanitize.HTML_ATTRIBUTES.items()}}
+    allowed_js = {
+        "ALLOWED_TAGS": sorted(sanitize.HTML_TAGS | {"div"}),
+        "ALLOWED_ATTRIBUTES": {k: sorted(v) for k, v in sanitize.HTML_ATTRIBUTES.items()},
+    }
     check = BROWSER_DOM_CHECK
     for key, value in allowed_js.items():
         check = check.replace(key, repr(value).replace("'", '"'))
@@ -351,15 +362,38 @@ def test_no_payload_runs_in_the_built_page_and_good_outputs_show(tmp_path, monke
         finally:
             page.context.close()
 
-    print(f"ran unsanitized: {len(ran_raw)} of {len(HTML_VECTORS)} HTML, {len(svg_ran_raw)} of {len(SVG_VECTORS)} SVG: "
-          f"{sorted(ran_raw | svg_ran_raw)}")
+    print(
+        f"ran unsanitized: {len(ran_raw)} of {len(HTML_VECTORS)} HTML, {len(svg_ran_raw)} of {len(SVG_VECTORS)} SVG: "
+        f"{sorted(ran_raw | svg_ran_raw)}"
+    )
     # the controls prove the recorder sees what runs: the issue's two vectors and the classics
-    must_run_raw = {"cdata", "img-unterminated", "img-onerror", "script", "script-mixed-case", "comment-breakout",
-                    "textarea-breakout", "svg-onload", "svg-script", "svg-foreignobject", "details-ontoggle",
-                    "input-autofocus", "iframe-srcdoc", "meta-refresh", "base-href", "link-stylesheet"}
+    must_run_raw = {
+        "cdata",
+        "img-unterminated",
+        "img-onerror",
+        "script",
+        "script-mixed-case",
+        "comment-breakout",
+        "textarea-breakout",
+        "svg-onload",
+        "svg-script",
+        "svg-foreignobject",
+        "details-ontoggle",
+        "input-autofocus",
+        "iframe-srcdoc",
+        "meta-refresh",
+        "base-href",
+        "link-stylesheet",
+    }
     assert must_run_raw <= ran_raw, f"control payloads that did not run raw: {sorted(must_run_raw - ran_raw)}"
-    assert {"svg-file-onload", "svg-file-script", "svg-file-cdata-script", "svg-file-foreignobject",
-            "svg-file-xhtml-script", "svg-file-attlist-default", "svg-file-stylesheet-pi"} <= svg_ran_raw, (
-        f"SVG controls that ran raw: {sorted(svg_ran_raw)}")
+    assert {
+        "svg-file-onload",
+        "svg-file-script",
+        "svg-file-cdata-script",
+        "svg-file-foreignobject",
+        "svg-file-xhtml-script",
+        "svg-file-attlist-default",
+        "svg-file-stylesheet-pi",
+    } <= svg_ran_raw, f"SVG controls that ran raw: {sorted(svg_ran_raw)}"
     for name in svg_ran_raw:  # every SVG that can run something is refused by the check
         assert sanitize.svg_problems(svg_vector(name)), name

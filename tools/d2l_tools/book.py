@@ -49,8 +49,8 @@ from d2l_tools.cells import (
     read_notebook,
 )
 from d2l_tools.chapter import ChapterError
-from d2l_tools.checks import publishing_problems, require_whole_tab_groups
 from d2l_tools.chapter import notebooks as chapter_notebooks
+from d2l_tools.checks import publishing_problems, require_whole_tab_groups
 from d2l_tools.editions import EditionError, repository, strip_tabbed_only
 from d2l_tools.envs import REPO
 from d2l_tools.files import write_atomic
@@ -68,7 +68,9 @@ IPYNB_LINK = re.compile(r"\]\((?:\./)?([\w.-]+)\.ipynb(#[^)\s]*)?\)")
 IMAGE_TYPES = {"image/svg+xml": "svg", "image/png": "png", "image/jpeg": "jpg"}
 # Where "Open in Colab" finds a notebook: the per-framework editions (build/notebooks/, laid
 # out <framework>/<chapter>/<name>.ipynb) as the GitHub workflow publishes them on gh-pages.
-COLAB_URL = "https://colab.research.google.com/github/{repository}/blob/gh-pages/notebooks/{framework}/{chapter}/{name}.ipynb"
+COLAB_URL = (
+    "https://colab.research.google.com/github/{repository}/blob/gh-pages/notebooks/{framework}/{chapter}/{name}.ipynb"
+)
 
 
 class BookError(Exception):
@@ -161,7 +163,10 @@ class Converter:
         # The notebook check's own rule (checks.publishing_problems), so the two never disagree.
         problems = publishing_problems(cell)
         if problems:
-            raise BookError(f"{self._cell_place(index, cell)}: {'; '.join(problems)}; fix the cell and re-run `make notebooks`: a cell like this is not published")
+            raise BookError(
+                f"{self._cell_place(index, cell)}: {'; '.join(problems)}; "
+                "fix the cell and re-run `make notebooks`: a cell like this is not published"
+            )
 
     @staticmethod
     def _display_source(cell):
@@ -187,8 +192,10 @@ class Converter:
         clean, stripped = sanitize_html(output_text(data["text/html"]))
         if stripped:
             shown = "its text/plain form" if "text/plain" in data else "what is left of it"
-            self.notes.append(f"{self._cell_place(index, cell)}: its HTML output uses {', '.join(stripped)}, "
-                              f"which the book does not publish; the page shows {shown}")
+            self.notes.append(
+                f"{self._cell_place(index, cell)}: its HTML output uses {', '.join(stripped)}, "
+                f"which the book does not publish; the page shows {shown}"
+            )
             if "text/plain" in data:
                 return None
         body = clean.strip("\n")
@@ -263,7 +270,9 @@ class Converter:
         for name, bundle in cell.get("attachments", {}).items():
             mime = next((m for m in IMAGE_TYPES if m in bundle), None)
             if mime:
-                blob = self._image(output_text(bundle[mime]), mime, f"{self._cell_place(index, cell)} (attachment {name})")
+                blob = self._image(
+                    output_text(bundle[mime]), mime, f"{self._cell_place(index, cell)} (attachment {name})"
+                )
                 text = text.replace(f"attachment:{name}", self._add_file(blob, IMAGE_TYPES[mime]))
         return rewrite_notebook_links(text, self.known_pages)
 
@@ -355,8 +364,10 @@ def colab_links(chapter, name, repo=None):
         raise BookError(str(err)) from None
     if not repo:
         return None
-    return [(FRAMEWORK_INFO[fw].label, COLAB_URL.format(repository=repo, framework=fw, chapter=chapter, name=name))
-            for fw in FRAMEWORKS]
+    return [
+        (FRAMEWORK_INFO[fw].label, COLAB_URL.format(repository=repo, framework=fw, chapter=chapter, name=name))
+        for fw in FRAMEWORKS
+    ]
 
 
 # ---------------------------------------------------------------- the source tree
@@ -434,8 +445,9 @@ def source_tree(src, split_dir, printed=False, notes=None):
         if printed:  # the PDFs show neither downloads nor links
             page = convert_notebook(nb, name, where=str(path), known_pages=pages, printed=True)
         else:
-            page = convert_notebook(nb, name, where=str(path), known_pages=pages, downloads=downloads,
-                                    colab=colab_links(chapter, name))
+            page = convert_notebook(
+                nb, name, where=str(path), known_pages=pages, downloads=downloads, colab=colab_links(chapter, name)
+            )
         if notes is not None:
             notes += page.notes
         tree[f"{chapter}/{name}.md"] = page.text.encode("utf-8")
@@ -534,8 +546,11 @@ def mathjax_source():
 def ship_mathjax(out):
     """Make ``out/_static/mathjax`` hold exactly MATHJAX_PARTS; returns how many files it has."""
     source = mathjax_source()
-    parts = {path.relative_to(source).as_posix(): path.read_bytes()
-             for pattern in MATHJAX_PARTS for path in sorted(source.glob(pattern))}
+    parts = {
+        path.relative_to(source).as_posix(): path.read_bytes()
+        for pattern in MATHJAX_PARTS
+        for path in sorted(source.glob(pattern))
+    }
     write_tree(Path(out) / "_static" / "mathjax", parts)  # also drops files of older builds
     return len(parts)
 
@@ -598,8 +613,11 @@ def build_lock(folder):
     try:
         lock.acquire(timeout=0)
     except Timeout:
-        print(f"book: waiting for another book build (pid {_holder(owner)}) to finish ({path})",
-              file=sys.stderr, flush=True)
+        print(
+            f"book: waiting for another book build (pid {_holder(owner)}) to finish ({path})",
+            file=sys.stderr,
+            flush=True,
+        )
         lock.acquire()
     try:
         write_atomic(owner, f"{os.getpid()}\n")
@@ -647,8 +665,19 @@ def _build(src, out, split_dir, work, quiet, builder):
         print(f"book: note: {note}", file=sys.stderr)
     written = write_tree(work, tree)
     doctrees = work.with_name(f"{work.name}-doctrees")
-    command = [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-b", builder,
-               "-d", str(doctrees), str(work), str(out)]
+    command = [
+        sys.executable,
+        "-m",
+        "sphinx",
+        "-W",
+        "--keep-going",
+        "-b",
+        builder,
+        "-d",
+        str(doctrees),
+        str(work),
+        str(out),
+    ]
     if quiet:
         command.insert(3, "-q")
     env = dict(os.environ)
@@ -667,12 +696,13 @@ def _build(src, out, split_dir, work, quiet, builder):
     if leaks:
         listed = "\n  ".join(f"{page}: {url}" for page, url in leaks[:20])
         raise BookError(
-            f"the book would load resources from other hosts:\n  {listed}\n"
-            "serve them from book/_static instead"
+            f"the book would load resources from other hosts:\n  {listed}\nserve them from book/_static instead"
         )
-    print(f"book: {out} ({builder}) built in {time.monotonic() - started:.1f} s "
-          f"({written} of {len(tree)} source files changed); {tree_size(out) / 2**20:.1f} MiB, "
-          f"{removed} theme files no page loads left out")
+    print(
+        f"book: {out} ({builder}) built in {time.monotonic() - started:.1f} s "
+        f"({written} of {len(tree)} source files changed); {tree_size(out) / 2**20:.1f} MiB, "
+        f"{removed} theme files no page loads left out"
+    )
 
 
 def build_pdfs(src, split_dir, work, print_dir, pdf_dir, frameworks=FRAMEWORKS, quiet=True):
@@ -693,22 +723,41 @@ def main(argv=None):
     html_run = commands.add_parser("build", help="convert the notebooks, build the HTML book and its PDFs")
     pdf_run = commands.add_parser("pdf", help="print one PDF per framework (d2l_tools.pdf says how)")
     for run in (html_run, pdf_run):
-        run.add_argument("--src", default=REPO / "chapter_mlp", type=Path,
-                         help="chapter folder with the tabbed notebooks and index.md (default: chapter_mlp)")
-        run.add_argument("--split-dir", default=REPO / "build" / "notebooks", type=Path,
-                         help="per-framework notebooks, <dir>/<framework>/<chapter>/<name>.ipynb "
-                              "(default: build/notebooks)")
-        run.add_argument("--work", default=REPO / "build" / "book-src", type=Path,
-                         help="generated Sphinx source tree (default: build/book-src)")
-        run.add_argument("--print-dir", default=REPO / "build" / "print", type=Path,
-                         help="the whole book on one page, which the PDFs are printed from "
-                              "(default: build/print)")
-        run.add_argument("--pdf-dir", default=REPO / "build" / "pdf", type=Path,
-                         help="where the PDFs go, one per framework (default: build/pdf)")
+        run.add_argument(
+            "--src",
+            default=REPO / "chapter_mlp",
+            type=Path,
+            help="chapter folder with the tabbed notebooks and index.md (default: chapter_mlp)",
+        )
+        run.add_argument(
+            "--split-dir",
+            default=REPO / "build" / "notebooks",
+            type=Path,
+            help="per-framework notebooks, <dir>/<framework>/<chapter>/<name>.ipynb (default: build/notebooks)",
+        )
+        run.add_argument(
+            "--work",
+            default=REPO / "build" / "book-src",
+            type=Path,
+            help="generated Sphinx source tree (default: build/book-src)",
+        )
+        run.add_argument(
+            "--print-dir",
+            default=REPO / "build" / "print",
+            type=Path,
+            help="the whole book on one page, which the PDFs are printed from (default: build/print)",
+        )
+        run.add_argument(
+            "--pdf-dir",
+            default=REPO / "build" / "pdf",
+            type=Path,
+            help="where the PDFs go, one per framework (default: build/pdf)",
+        )
         run.add_argument("--verbose", action="store_true", help="show sphinx-build's progress")
         add_frameworks_option(run)  # which PDFs
-    html_run.add_argument("--out", default=REPO / "build" / "html", type=Path,
-                          help="where the HTML goes (default: build/html)")
+    html_run.add_argument(
+        "--out", default=REPO / "build" / "html", type=Path, help="where the HTML goes (default: build/html)"
+    )
     html_run.add_argument("--no-pdf", action="store_true", help="the HTML book only (no Chromium needed)")
     args = parser.parse_args(argv)
     try:
@@ -716,8 +765,15 @@ def main(argv=None):
             if args.command == "build":
                 build(args.src, args.out, args.split_dir, args.work, quiet=not args.verbose)
             if args.command == "pdf" or not args.no_pdf:
-                build_pdfs(args.src, args.split_dir, args.work, args.print_dir, args.pdf_dir, args.frameworks,
-                           quiet=not args.verbose)
+                build_pdfs(
+                    args.src,
+                    args.split_dir,
+                    args.work,
+                    args.print_dir,
+                    args.pdf_dir,
+                    args.frameworks,
+                    quiet=not args.verbose,
+                )
     except BookError as err:
         print(f"book: error: {err}", file=sys.stderr)
         return 1

@@ -12,8 +12,13 @@ CHROMIUM = Path("/usr/bin/chromium")
 # Headless in a container: no sandbox (no user namespaces there), no GPU, and nothing that
 # phones home (updates, sync, QUIC probes), so a run makes no request of its own.
 CHROMIUM_FLAGS = (
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+    "--disable-quic",
 )
 MISSING_HINT = "`make chromium` installs Debian's browser (or `apt-get install chromium` as root)"
 
@@ -33,8 +38,7 @@ def launch(executable=CHROMIUM):
     from playwright.sync_api import sync_playwright  # only where a browser is wanted
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(executable), args=list(CHROMIUM_FLAGS),
-                                             headless=True)
+        browser = playwright.chromium.launch(executable_path=str(executable), args=list(CHROMIUM_FLAGS), headless=True)
         try:
             yield browser
         finally:

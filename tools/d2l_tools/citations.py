@@ -45,11 +45,16 @@ EMPTY_LINK = re.compile(r"(?<!!)\[([^\]]+)\]\(\s*#?\s*\)")
 # ... or author and year as plain text, outside any link: "Doe, 2001", "Doe and Roe, 2001",
 # "Doe et al., 2001" (a name may wrap onto the next line).
 UNLINKED_CITATION = re.compile(
-    r"\b[A-Z][\w'\u2019-]+(?:\s+(?:et\s+al\.|and\s+[A-Z][\w'\u2019-]+))?,\s+(?:1[89]|20)\d\d[a-z]?\b")
+    r"\b[A-Z][\w'\u2019-]+(?:\s+(?:et\s+al\.|and\s+[A-Z][\w'\u2019-]+))?,\s+(?:1[89]|20)\d\d[a-z]?\b"
+)
 CODE_OR_MATH = re.compile(r"(`{3,}|~{3,}).*?^\1|`[^`]*`|\$\$.*?\$\$|\$[^$]*\$", re.MULTILINE | re.DOTALL)
 # Journals whose names begin with "Proceedings": an @article in one of them is a journal paper.
-PROCEEDINGS_JOURNALS = ("Proceedings of the IEEE", "Proceedings of the National Academy of Sciences",
-                        "Proceedings of the Royal Society", "Proceedings of the American Mathematical Society")
+PROCEEDINGS_JOURNALS = (
+    "Proceedings of the IEEE",
+    "Proceedings of the National Academy of Sciences",
+    "Proceedings of the Royal Society",
+    "Proceedings of the American Mathematical Society",
+)
 REFERENCES_HEADING = "## References"
 # From the References heading to the end of a page (it is the notebook's last cell).
 REFERENCES_SECTION = re.compile(r"^## References[ \t]*\n.*\Z", re.MULTILINE | re.DOTALL)
@@ -124,8 +129,10 @@ def bibliography_problems(entries, cited):
     for key, entry in entries.items():
         journal = " ".join(entry.fields.get("journal", "").split())
         if entry.type == "article" and journal.startswith("Proceedings") and not is_journal_named_proceedings(journal):
-            problems.append(f"{key}: a conference paper stored as @article with journal '{journal}'; make it "
-                            "an @inproceedings with that name as its booktitle")
+            problems.append(
+                f"{key}: a conference paper stored as @article with journal '{journal}'; make it "
+                "an @inproceedings with that name as its booktitle"
+            )
         if key not in cited:
             problems.append(f"{key}: no notebook cites it; cite it where the text relies on it, or remove the entry")
     return problems
@@ -163,8 +170,10 @@ def check_notebook(path, entries):
         if cell.cell_type != "markdown" or is_references_cell(cell):
             continue
         for citation in keyless_citations(cell.source):
-            problems.append(f"{path.name}, cell {number}: '{citation}' cites a work without its key; write it "
-                            "as a link to the key, [Doe, 2001](#doe2001)")
+            problems.append(
+                f"{path.name}, cell {number}: '{citation}' cites a work without its key; write it "
+                "as a link to the key, [Doe, 2001](#doe2001)"
+            )
         for text, target in LINK.findall(cell.source):
             where = f"{path.name}, cell {number}: [{text}]({target})"
             if re.match(r"^[a-z][a-z0-9+.-]*:", target) or target == "#":  # http:, ...: not ours; "#": above
@@ -174,11 +183,15 @@ def check_notebook(path, entries):
                 if anchor in entries or anchor in own:
                     continue
                 if KEY_LIKE.match(anchor):
-                    problems.append(f"{where}: cites '{anchor}', which has no entry in the bibliography "
-                                    "(add it to book/references.bib, or fix the key)")
+                    problems.append(
+                        f"{where}: cites '{anchor}', which has no entry in the bibliography "
+                        "(add it to book/references.bib, or fix the key)"
+                    )
                 else:
-                    problems.append(f"{where}: no section of {path.name} has the anchor '#{anchor}' "
-                                    f"(headings down to level {HEADING_DEPTH} have anchors)")
+                    problems.append(
+                        f"{where}: no section of {path.name} has the anchor '#{anchor}' "
+                        f"(headings down to level {HEADING_DEPTH} have anchors)"
+                    )
                 continue
             other = path.parent / page
             if not other.is_file():
@@ -193,8 +206,10 @@ def check_notebook(path, entries):
     if keys:
         expected = references_cell(keys, entries)
         if not references or nb.cells[-1] is not references[-1] or references[-1].source != expected:
-            problems.append(f"{path.name}: its last cell must be the References cell for the works it "
-                            f"cites ({', '.join(keys)}); run `python -m d2l_tools.citations --write`")
+            problems.append(
+                f"{path.name}: its last cell must be the References cell for the works it "
+                f"cites ({', '.join(keys)}); run `python -m d2l_tools.citations --write`"
+            )
     elif references:
         problems.append(f"{path.name}: has a References cell but cites nothing; remove the cell")
     return problems

@@ -46,8 +46,15 @@ REL_TOL = 1e-9  # beyond the printed digits, a float's own rounding
 # ("12.5pt") or a full stop is fine: sign, digits, optional fraction and exponent.
 NUMBER = re.compile(r"(?<![\w.])[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?(?!\d|\.\d)")
 # Keys of a cell output that never carry content worth comparing.
-SKIPPED_KEYS = {"metadata", "traceback", "prompt_number", "execution_count", "output_type", "transient",
-                "application/vnd.jupyter.widget-view+json"}
+SKIPPED_KEYS = {
+    "metadata",
+    "traceback",
+    "prompt_number",
+    "execution_count",
+    "output_type",
+    "transient",
+    "application/vnd.jupyter.widget-view+json",
+}
 
 
 class PolicyError(ValueError):
@@ -66,8 +73,12 @@ class Policy:
 
     @property
     def loosened(self):
-        return bool(self.numbers) or self.svg_atol != DEFAULT_SVG_ATOL or \
-            self.png_max_changed != DEFAULT_PNG_MAX_CHANGED or self.pixel_threshold != DEFAULT_PIXEL_THRESHOLD
+        return (
+            bool(self.numbers)
+            or self.svg_atol != DEFAULT_SVG_ATOL
+            or self.png_max_changed != DEFAULT_PNG_MAX_CHANGED
+            or self.pixel_threshold != DEFAULT_PIXEL_THRESHOLD
+        )
 
     @classmethod
     def from_metadata(cls, metadata):
@@ -79,8 +90,7 @@ class Policy:
             raise PolicyError(f"metadata.d2l.compare must be an object, not {spec!r}")
         known = {"numbers", "svg_atol", "png", "reason"}
         if set(spec) - known:
-            raise PolicyError(f"metadata.d2l.compare: unknown key(s) {sorted(set(spec) - known)}; "
-                              f"use {sorted(known)}")
+            raise PolicyError(f"metadata.d2l.compare: unknown key(s) {sorted(set(spec) - known)}; use {sorted(known)}")
         numbers = spec.get("numbers", {})
         if not isinstance(numbers, dict) or not all(_is_tolerance(v) for v in numbers.values()):
             raise PolicyError(f"metadata.d2l.compare.numbers must map labels to non-negative numbers: {numbers!r}")
@@ -112,7 +122,7 @@ def split_numbers(text):
     """``(texts, numbers)``: the text around the numbers (one more than numbers) and the numbers."""
     texts, numbers, start = [], [], 0
     for match in NUMBER.finditer(text):
-        texts.append(text[start:match.start()])
+        texts.append(text[start : match.start()])
         numbers.append(match.group())
         start = match.end()
     texts.append(text[start:])
@@ -148,7 +158,7 @@ def number_tolerance(token, label, policy):
 def _context(texts, numbers, index, width=60):
     """The line around number ``index``, the number in brackets, for messages."""
     before = "".join(t + n for t, n in zip(texts[:index], numbers[:index])) + texts[index]
-    after = "".join(t + n for t, n in zip(texts[index + 1:], numbers[index + 1:] + [""]))
+    after = "".join(t + n for t, n in zip(texts[index + 1 :], numbers[index + 1 :] + [""]))
     return f"{before.rsplit(chr(10), 1)[-1][-width:]}[{numbers[index]}]{after.split(chr(10), 1)[0][:width]}".strip()
 
 
@@ -194,7 +204,7 @@ def _first_text_difference(stored, rerun, context=3):
             return f"  line {i + 1} stored: {s[:200]!r}\n  line {i + 1} re-run: {r[:200]!r}"
     longer = "stored" if len(s_lines) > len(r_lines) else "re-run"
     i = min(len(s_lines), len(r_lines))
-    extra = (s_lines if longer == "stored" else r_lines)[i:i + context]
+    extra = (s_lines if longer == "stored" else r_lines)[i : i + context]
     return f"  the {longer} output has {abs(len(s_lines) - len(r_lines))} more line(s), from line {i + 1}: {extra!r}"
 
 
@@ -252,7 +262,9 @@ def compare_svg(stored, rerun, policy=Policy(), what="image/svg+xml"):
         if problems:
             return
         if s.tag != r.tag:
-            problems.append(f"{what}: at {path}: element <{_element_name(s, s_ids)}> became <{_element_name(r, r_ids)}>")
+            problems.append(
+                f"{what}: at {path}: element <{_element_name(s, s_ids)}> became <{_element_name(r, r_ids)}>"
+            )
             return
         if set(s.attrib) != set(r.attrib):
             problems.append(f"{what}: at {path}: attributes {sorted(s.attrib)} became {sorted(r.attrib)}")
@@ -265,16 +277,22 @@ def compare_svg(stored, rerun, policy=Policy(), what="image/svg+xml"):
         # Comments carry the text matplotlib drew as glyphs (tick labels, titles): strict.
         text_policy = policy if s.tag is ET.Comment else coordinates
         for part in ("text", "tail"):
-            found = compare_text((getattr(s, part) or "").strip(), (getattr(r, part) or "").strip(), text_policy,
-                                 what=f"{what}: at {path} ({'text' if s.tag is ET.Comment else part})")
+            found = compare_text(
+                (getattr(s, part) or "").strip(),
+                (getattr(r, part) or "").strip(),
+                text_policy,
+                what=f"{what}: at {path} ({'text' if s.tag is ET.Comment else part})",
+            )
             if found:
                 problems.extend(found[:1])
                 return
         s_children, r_children = list(s), list(r)
         if len(s_children) != len(r_children):
-            problems.append(f"{what}: at {path}: {len(s_children)} child element(s) became {len(r_children)} "
-                            f"(stored {[_element_name(c, s_ids) for c in s_children][:8]}, "
-                            f"re-run {[_element_name(c, r_ids) for c in r_children][:8]})")
+            problems.append(
+                f"{what}: at {path}: {len(s_children)} child element(s) became {len(r_children)} "
+                f"(stored {[_element_name(c, s_ids) for c in s_children][:8]}, "
+                f"re-run {[_element_name(c, r_ids) for c in r_children][:8]})"
+            )
             return
         for s_child, r_child in zip(s_children, r_children):
             walk(s_child, r_child, f"{path}/{_element_name(s_child, s_ids)}")
@@ -305,12 +323,15 @@ def compare_raster(stored, rerun, policy=Policy(), what="image/png"):
     except Exception as err:  # PIL raises many kinds for bad data
         return [f"{what}: cannot decode the image ({type(err).__name__}: {err})"]
     if s_pixels.shape != r_pixels.shape:
-        return [f"{what}: size {s_pixels.shape[1]}x{s_pixels.shape[0]} px became "
-                f"{r_pixels.shape[1]}x{r_pixels.shape[0]} px"]
+        return [
+            f"{what}: size {s_pixels.shape[1]}x{s_pixels.shape[0]} px became {r_pixels.shape[1]}x{r_pixels.shape[0]} px"
+        ]
     changed = float((abs(s_pixels - r_pixels).max(axis=-1) > policy.pixel_threshold).mean())
     if changed > policy.png_max_changed:
-        return [f"{what}: {changed:.2%} of the pixels changed (allowed {policy.png_max_changed:.2%}, "
-                f"a pixel counts when a channel moves by more than {policy.pixel_threshold:.2f})"]
+        return [
+            f"{what}: {changed:.2%} of the pixels changed (allowed {policy.png_max_changed:.2%}, "
+            f"a pixel counts when a channel moves by more than {policy.pixel_threshold:.2f})"
+        ]
     return []
 
 

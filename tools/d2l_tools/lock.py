@@ -35,6 +35,7 @@ from packaging.requirements import Requirement
 
 from d2l_tools.envs import ENVIRONMENTS, REPO, REQUIREMENTS
 from d2l_tools.files import write_atomic
+
 RESOLUTION = ["--universal", "--fork-strategy", "fewest", "--generate-hashes"]  # the module docstring says why
 
 
@@ -57,9 +58,16 @@ def requirement_names(in_file):
 
 def linux_cpython(python):
     """Marker environment of CPython `python` ("3.11") on x86-64 Linux, where the project runs."""
-    return {"python_version": python, "python_full_version": f"{python}.0", "implementation_name": "cpython",
-            "platform_python_implementation": "CPython", "sys_platform": "linux", "platform_system": "Linux",
-            "os_name": "posix", "platform_machine": "x86_64"}
+    return {
+        "python_version": python,
+        "python_full_version": f"{python}.0",
+        "implementation_name": "cpython",
+        "platform_python_implementation": "CPython",
+        "sys_platform": "linux",
+        "platform_system": "Linux",
+        "os_name": "posix",
+        "platform_machine": "x86_64",
+    }
 
 
 @dataclass(frozen=True)
@@ -115,10 +123,11 @@ def environment_pins(env, python):
 
 def lock_header(env):
     relative = env.in_file.relative_to(REPO)
-    lines = [f"# Exact versions and hashes for {env.venv}, for Python {env.pythons[0]}-{env.pythons[-1]}.",
-             f"# Written by `make lock` (uv pip compile {' '.join(RESOLUTION)} --python-version "
-             f"{env.pythons[0]})",
-             f"# from {relative}: edit that file, not this one. `make setup` installs it with --require-hashes."]
+    lines = [
+        f"# Exact versions and hashes for {env.venv}, for Python {env.pythons[0]}-{env.pythons[-1]}.",
+        f"# Written by `make lock` (uv pip compile {' '.join(RESOLUTION)} --python-version {env.pythons[0]})",
+        f"# from {relative}: edit that file, not this one. `make setup` installs it with --require-hashes.",
+    ]
     if env.apart:
         lines.append(f"# torch is not here: requirements/{env.apart} says why.")
     return "\n".join(lines) + "\n"
@@ -126,8 +135,9 @@ def lock_header(env):
 
 def add_reasons(compiled, in_file):
     """Put each pin that the .in file explains under a comment with that explanation."""
-    reasons = {normalise(Requirement(text).name): f"# {text}: {comment}"
-               for text, comment in in_file_lines(in_file) if comment}
+    reasons = {
+        normalise(Requirement(text).name): f"# {text}: {comment}" for text, comment in in_file_lines(in_file) if comment
+    }
     out = []
     for line in compiled.splitlines():
         match = re.match(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==", line)
@@ -143,9 +153,21 @@ def compile_lock(env, upgrade=False):
         output = Path(tmp) / env.lock_file.name
         if env.lock_file.exists() and not upgrade:
             shutil.copyfile(env.lock_file, output)  # uv keeps these versions where they still fit
-        command = [sys.executable, "-m", "uv", "pip", "compile", str(env.in_file.relative_to(REPO)),
-                   *RESOLUTION, "--python-version", env.pythons[0], "--no-header", "--quiet",
-                   "--output-file", str(output)]
+        command = [
+            sys.executable,
+            "-m",
+            "uv",
+            "pip",
+            "compile",
+            str(env.in_file.relative_to(REPO)),
+            *RESOLUTION,
+            "--python-version",
+            env.pythons[0],
+            "--no-header",
+            "--quiet",
+            "--output-file",
+            str(output),
+        ]
         if upgrade:
             command.append("--upgrade")
         subprocess.run(command, cwd=REPO, check=True)
@@ -179,16 +201,19 @@ def write_conda_file(env):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m d2l_tools lock", description=__doc__.split("\n")[0])
-    parser.add_argument("environments", nargs="*", metavar="ENV",
-                        help=f"which lock files ({', '.join(ENVIRONMENTS)}; default: all)")
+    parser.add_argument(
+        "environments", nargs="*", metavar="ENV", help=f"which lock files ({', '.join(ENVIRONMENTS)}; default: all)"
+    )
     parser.add_argument("--upgrade", action="store_true", help="re-resolve to the newest versions")
     args = parser.parse_args(argv)
     unknown = sorted(set(args.environments) - set(ENVIRONMENTS))
     if unknown:
         parser.error(f"unknown environment(s) {', '.join(unknown)}; choose from {', '.join(ENVIRONMENTS)}")
     if importlib.util.find_spec("uv") is None:
-        sys.exit(f"error: uv is not installed in {sys.executable}; it is in requirements/main.in, "
-                 f"so `make setup` puts it into .venv (then run `make lock`)")
+        sys.exit(
+            f"error: uv is not installed in {sys.executable}; it is in requirements/main.in, "
+            f"so `make setup` puts it into .venv (then run `make lock`)"
+        )
     for name in args.environments or list(ENVIRONMENTS):
         env = ENVIRONMENTS[name]
         print(f"resolving {env.in_file.relative_to(REPO)} ...", flush=True)

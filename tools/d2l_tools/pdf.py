@@ -8,7 +8,8 @@ once per framework with ``?framework=<name>`` and printed. The print style sheet
 (``book/_static/d2l-book.css``) leaves out the tab labels, the other frameworks' tabs, the
 framework bar and the side bars, and wraps long code lines instead of cutting them off. A
 contents list opens the PDF, every section is a bookmark (written with pypdf), the footer
-numbers the pages, and the PDF is tagged (accessible). Math is typeset by the book's MathJax and the figures are the pages' SVGs.
+numbers the pages, and the PDF is tagged (accessible). Math is typeset by the book's MathJax
+and the figures are the pages' SVGs.
 
 Why Chromium and not Sphinx's LaTeX builder: the browser is already installed for the tests
 (the LaTeX route needs a TeX distribution from Debian, hundreds of megabytes, and an SVG
@@ -36,10 +37,14 @@ LOCAL_HOST = "127.0.0.1"
 WAIT_MS = 60_000
 PAGE_MARGIN = {"top": "16mm", "bottom": "16mm", "left": "14mm", "right": "14mm"}
 # Chromium draws these in the page margins; its own styles are not applied, so font sizes are set here.
-HEADER = ('<div style="font-size:8px;width:100%;margin:0 14mm;color:#555;display:flex;'
-          'justify-content:space-between"><span class="title"></span><span>{edition}</span></div>')
-FOOTER = ('<div style="font-size:8px;width:100%;text-align:center;color:#555">'
-          '<span class="pageNumber"></span> / <span class="totalPages"></span></div>')
+HEADER = (
+    '<div style="font-size:8px;width:100%;margin:0 14mm;color:#555;display:flex;'
+    'justify-content:space-between"><span class="title"></span><span>{edition}</span></div>'
+)
+FOOTER = (
+    '<div style="font-size:8px;width:100%;text-align:center;color:#555">'
+    '<span class="pageNumber"></span> / <span class="totalPages"></span></div>'
+)
 
 
 class PdfError(Exception):
@@ -157,7 +162,7 @@ def add_bookmarks(path, headings):
         page = reader.get_destination_page_number(destinations[heading["id"]])
         parent = parents[heading["level"] - 1] if 0 < heading["level"] <= len(parents) else None
         item = writer.add_outline_item(heading["title"], page, parent=parent)
-        parents[heading["level"]:] = [item]
+        parents[heading["level"] :] = [item]
     writer.page_mode = "/UseOutlines"  # viewers open with the bookmarks shown
     writer.write(path)
 
@@ -183,8 +188,10 @@ def print_pdf(browser, url, framework, path):
         shown = page.evaluate("""() => Array.from(document.querySelectorAll(
             '.sd-tab-set > input:checked + label[data-sync-group="framework"]')).map(l => l.dataset.syncId)""")
         if set(shown) != {framework}:
-            raise PdfError(f"{url}?framework={framework} shows the tabs of {sorted(set(shown))}, "
-                           f"not only {framework}: check book/_static/framework-picker.js")
+            raise PdfError(
+                f"{url}?framework={framework} shows the tabs of {sorted(set(shown))}, "
+                f"not only {framework}: check book/_static/framework-picker.js"
+            )
         headings = page.evaluate(PREPARE_PRINT)
         if foreign:
             raise PdfError(f"the print page asked other hosts for {foreign}")
@@ -194,10 +201,16 @@ def print_pdf(browser, url, framework, path):
         os.close(fd)
         tmp = Path(tmp)
         try:
-            page.pdf(path=str(tmp), format="A4", margin=PAGE_MARGIN, print_background=True,
-                     display_header_footer=True, tagged=True,
-                     header_template=HEADER.format(edition=f"{FRAMEWORK_INFO[framework].label} edition"),
-                     footer_template=FOOTER)
+            page.pdf(
+                path=str(tmp),
+                format="A4",
+                margin=PAGE_MARGIN,
+                print_background=True,
+                display_header_footer=True,
+                tagged=True,
+                header_template=HEADER.format(edition=f"{FRAMEWORK_INFO[framework].label} edition"),
+                footer_template=FOOTER,
+            )
             add_bookmarks(tmp, headings)
             os.chmod(tmp, 0o644)  # mkstemp makes it private
             os.replace(tmp, path)
@@ -212,8 +225,9 @@ def print_book(print_dir=PRINT_DIR, out=PDF_DIR, frameworks=FRAMEWORKS):
     started = time.monotonic()
     index = Path(print_dir) / "index.html"
     if not index.is_file():
-        raise PdfError(f"{index} is missing: the single-page book is built by "
-                       "`python -m d2l_tools book pdf` (or `make pdf`)")
+        raise PdfError(
+            f"{index} is missing: the single-page book is built by `python -m d2l_tools book pdf` (or `make pdf`)"
+        )
     paths = []
     with serve(print_dir) as base_url, chromium() as browser:
         for framework in frameworks:

@@ -31,11 +31,36 @@ import nh3
 
 # ---------------------------------------------------------------- HTML
 
-HTML_TAGS = frozenset({
-    "table", "thead", "tbody", "tfoot", "tr", "th", "td", "caption", "colgroup", "col",
-    "div", "span", "p", "br", "b", "i", "em", "strong", "code", "pre", "small", "sub", "sup",
-    "ul", "ol", "li",
-})
+HTML_TAGS = frozenset(
+    {
+        "table",
+        "thead",
+        "tbody",
+        "tfoot",
+        "tr",
+        "th",
+        "td",
+        "caption",
+        "colgroup",
+        "col",
+        "div",
+        "span",
+        "p",
+        "br",
+        "b",
+        "i",
+        "em",
+        "strong",
+        "code",
+        "pre",
+        "small",
+        "sub",
+        "sup",
+        "ul",
+        "ol",
+        "li",
+    }
+)
 _CELL_ATTRIBUTES = {"colspan", "rowspan", "align", "valign"}
 HTML_ATTRIBUTES = {
     "*": {"class", "title"},
@@ -127,33 +152,137 @@ SVG_NS = "http://www.w3.org/2000/svg"
 XLINK_NS = "http://www.w3.org/1999/xlink"
 XML_NS = "http://www.w3.org/XML/1998/namespace"
 # matplotlib's <metadata> block: RDF with Dublin Core and Creative Commons terms.
-METADATA_NS = frozenset({
-    "http://www.w3.org/1999/02/22-rdf-syntax-ns#", "http://purl.org/dc/elements/1.1/",
-    "http://creativecommons.org/ns#", "http://purl.org/dc/dcmitype/",
-})
-SVG_ELEMENTS = frozenset({
-    "svg", "g", "defs", "title", "desc", "metadata", "style", "clipPath", "mask", "symbol", "use",
-    "path", "rect", "circle", "ellipse", "line", "polyline", "polygon", "text", "tspan", "image",
-    "marker", "linearGradient", "radialGradient", "stop", "pattern",
-})
-SVG_ATTRIBUTES = frozenset({
-    # structure, geometry and accessibility
-    "id", "class", "version", "viewBox", "preserveAspectRatio", "width", "height", "x", "y",
-    "x1", "y1", "x2", "y2", "cx", "cy", "r", "rx", "ry", "fx", "fy", "d", "points", "transform",
-    "dx", "dy", "role", "aria-label", "aria-labelledby", "aria-describedby", "type", "offset",
-    "clipPathUnits", "maskUnits", "maskContentUnits", "gradientUnits", "gradientTransform",
-    "patternUnits", "patternContentUnits", "patternTransform", "spreadMethod",
-    "markerWidth", "markerHeight", "markerUnits", "refX", "refY", "orient",
-    # presentation
-    "style", "fill", "fill-opacity", "fill-rule", "stroke", "stroke-width", "stroke-opacity",
-    "stroke-linecap", "stroke-linejoin", "stroke-miterlimit", "stroke-dasharray",
-    "stroke-dashoffset", "opacity", "clip-path", "clip-rule", "mask", "color", "display",
-    "visibility", "font-family", "font-size", "font-style", "font-weight", "font-variant",
-    "text-anchor", "dominant-baseline", "alignment-baseline", "letter-spacing", "word-spacing",
-    "text-decoration", "marker-start", "marker-mid", "marker-end", "stop-color", "stop-opacity",
-    "image-rendering", "shape-rendering", "text-rendering", "paint-order", "vector-effect",
-    f"{{{XML_NS}}}space",
-})
+METADATA_NS = frozenset(
+    {
+        "http://www.w3.org/1999/02/22-rdf-syntax-ns#",
+        "http://purl.org/dc/elements/1.1/",
+        "http://creativecommons.org/ns#",
+        "http://purl.org/dc/dcmitype/",
+    }
+)
+SVG_ELEMENTS = frozenset(
+    {
+        "svg",
+        "g",
+        "defs",
+        "title",
+        "desc",
+        "metadata",
+        "style",
+        "clipPath",
+        "mask",
+        "symbol",
+        "use",
+        "path",
+        "rect",
+        "circle",
+        "ellipse",
+        "line",
+        "polyline",
+        "polygon",
+        "text",
+        "tspan",
+        "image",
+        "marker",
+        "linearGradient",
+        "radialGradient",
+        "stop",
+        "pattern",
+    }
+)
+SVG_ATTRIBUTES = frozenset(
+    {
+        # structure, geometry and accessibility
+        "id",
+        "class",
+        "version",
+        "viewBox",
+        "preserveAspectRatio",
+        "width",
+        "height",
+        "x",
+        "y",
+        "x1",
+        "y1",
+        "x2",
+        "y2",
+        "cx",
+        "cy",
+        "r",
+        "rx",
+        "ry",
+        "fx",
+        "fy",
+        "d",
+        "points",
+        "transform",
+        "dx",
+        "dy",
+        "role",
+        "aria-label",
+        "aria-labelledby",
+        "aria-describedby",
+        "type",
+        "offset",
+        "clipPathUnits",
+        "maskUnits",
+        "maskContentUnits",
+        "gradientUnits",
+        "gradientTransform",
+        "patternUnits",
+        "patternContentUnits",
+        "patternTransform",
+        "spreadMethod",
+        "markerWidth",
+        "markerHeight",
+        "markerUnits",
+        "refX",
+        "refY",
+        "orient",
+        # presentation
+        "style",
+        "fill",
+        "fill-opacity",
+        "fill-rule",
+        "stroke",
+        "stroke-width",
+        "stroke-opacity",
+        "stroke-linecap",
+        "stroke-linejoin",
+        "stroke-miterlimit",
+        "stroke-dasharray",
+        "stroke-dashoffset",
+        "opacity",
+        "clip-path",
+        "clip-rule",
+        "mask",
+        "color",
+        "display",
+        "visibility",
+        "font-family",
+        "font-size",
+        "font-style",
+        "font-weight",
+        "font-variant",
+        "text-anchor",
+        "dominant-baseline",
+        "alignment-baseline",
+        "letter-spacing",
+        "word-spacing",
+        "text-decoration",
+        "marker-start",
+        "marker-mid",
+        "marker-end",
+        "stop-color",
+        "stop-opacity",
+        "image-rendering",
+        "shape-rendering",
+        "text-rendering",
+        "paint-order",
+        "vector-effect",
+        f"{{{XML_NS}}}space",
+    }
+)
 # Attributes holding a reference: to something in the same figure, or (image) embedded pixels.
 SVG_LINKS = frozenset({"href", f"{{{XLINK_NS}}}href"})
 EMBEDDED_IMAGE = re.compile(r"data:image/(png|jpeg);base64,[A-Za-z0-9+/=\s]*\Z")
@@ -196,12 +325,11 @@ def svg_problems(svg):
         problems.append("a DOCTYPE with declarations of its own ([...]) is not allowed")
     body = text.lstrip("\ufeff \t\r\n")
     if XML_DECLARATION.match(body):  # <?xml version=...?> may open the file, nothing else like it
-        body = body[body.find("?>") + 2:]
+        body = body[body.find("?>") + 2 :]
     if "<?" in body:
         problems.append("processing instructions (<?...?>, e.g. xml-stylesheet) are not allowed")
     try:
-        root = safe_xml.fromstring(text.encode("utf-8"), forbid_dtd=False, forbid_entities=True,
-                                   forbid_external=True)
+        root = safe_xml.fromstring(text.encode("utf-8"), forbid_dtd=False, forbid_entities=True, forbid_external=True)
     except (DefusedXmlException, safe_xml.ParseError) as err:
         return problems + [f"not well-formed XML without entities ({type(err).__name__}: {err})"]
     if root.tag != f"{{{SVG_NS}}}svg":

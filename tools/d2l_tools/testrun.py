@@ -18,16 +18,14 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from d2l_shim import FRAMEWORKS
 from d2l_tools import add_frameworks_option
-from d2l_tools.envs import ENVIRONMENTS
+from d2l_tools.envs import ENVIRONMENTS, REPO
 from d2l_tools.kernels import REPRODUCIBLE_ENV
 from d2l_tools.nbval_plugin import COMPARE_PROPERTY, nbval_command
 from d2l_tools.procs import Results, junit_results, stream
 
-REPO = Path(__file__).resolve().parents[2]
 RESULTS = REPO / "build" / "test-results"
 PY = str(ENVIRONMENTS["main"].python)
 MXPY = str(ENVIRONMENTS["mxnet"].python)
@@ -43,8 +41,15 @@ NOT_UNIT = [
     "tests/test_lab.py",
     "tests/test_compare_notebooks.py",
     "tests/test_reader_path.py",
+    "tests/test_xss.py",
 ]
-MXNET_UNIT = ["tests/test_core.py", "tests/test_data.py", "tests/test_frameworks.py", "tests/test_imports.py"]
+MXNET_UNIT = [
+    "tests/test_core.py",
+    "tests/test_data.py",
+    "tests/test_frameworks.py",
+    "tests/test_imports.py",
+    "tests/test_semantics.py",
+]
 # Notebook kernels run with one compute thread each (kernels.ONE_THREAD_ENV), so the nbval
 # stages run side by side, one per two cores, at least two and at most one per framework.
 PARALLEL_JOBS = max(2, min(len(FRAMEWORKS), (os.cpu_count() or 2) // 2))
@@ -88,7 +93,7 @@ def stages(frameworks=FRAMEWORKS):
     ]
     yield [Stage("reader", [PY, *PYTEST, "tests/test_reader_path.py"], {}, reader_frameworks())]
     yield [Stage("book", [[PY, "-m", "d2l_tools", "book", "build"]])]
-    yield [Stage("browser", [PY, *PYTEST, "tests/test_browser.py", "tests/test_pdf.py"])]
+    yield [Stage("browser", [PY, *PYTEST, "tests/test_browser.py", "tests/test_pdf.py", "tests/test_xss.py"])]
     yield [Stage("lab", [PY, *PYTEST, "tests/test_lab.py"], {}, ("jax",))]
 
 
