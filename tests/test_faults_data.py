@@ -168,6 +168,20 @@ def test_first_use_rejects_a_file_with_an_unknown_hash(tmp_path, server, monkeyp
     assert names_in(tmp_path / "cache" / "fashion-mnist") == []
 
 
+def test_first_use_names_the_url_of_a_served_file_that_is_no_gzip(tmp_path, server, monkeypatch):
+    write_cache(tmp_path / "source", known=False)
+    for name in data.FILES:
+        server.routes[f"/fm/{name}"] = Route((tmp_path / "source" / "fashion-mnist" / name).read_bytes())
+    server.routes[f"/fm/{IMAGE_FILE}"] = Route(b"<html>a proxy's error page, not a gzip file</html>")
+    monkeypatch.setenv(download.URL_ENV, server.url + "/fm/")
+    with pytest.raises(DataError) as caught:
+        data.load_fashion_mnist(tmp_path / "cache")
+    message = str(caught.value)
+    assert f"{server.url}/fm/{IMAGE_FILE} is not Fashion-MNIST as published (not a gzip file" in message
+    assert ".download-" not in message  # the staging copy it was read from is gone: not named
+    assert names_in(tmp_path / "cache" / "fashion-mnist") == []
+
+
 def test_first_use_offline_fails_within_seconds(tmp_path):
     started = time.monotonic()
     with pytest.raises(DataError) as caught:
