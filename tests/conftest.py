@@ -97,9 +97,10 @@ def fashion_mnist():
         pytest.fail(f"these tests need the real Fashion-MNIST cache: {err}")
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def figure_dir(tmp_path, monkeypatch):
-    """Figures that scripts save (no display) go to a fresh folder, not the working tree."""
+    """Figures that scripts save (no display) go to a fresh folder, not the working tree: for
+    every test, since any test that plots outside a kernel saves one (figures/ in the clone)."""
     folder = tmp_path / "figures"
     monkeypatch.setenv("D2L_FIGURE_DIR", str(folder))
     return folder

@@ -302,6 +302,14 @@ def test_the_print_edition_drops_tabbed_only_prose_downloads_and_links():
     assert "Download" not in printed and "Colab" not in printed
 
 
+def test_a_hidden_input_is_a_dropdown_on_the_web_and_left_out_of_the_print_edition():
+    nb = notebook(code("draw_the_graph()", [stream("the figure\n")], tags=["hide-input"]))
+    web = book.convert_notebook(nb, "page").text
+    assert "Show code" in web and "draw_the_graph()" in web and "the figure" in web
+    printed = book.convert_notebook(nb, "page", printed=True).text
+    assert "draw_the_graph()" not in printed and "Show code" not in printed and "the figure" in printed
+
+
 def test_chapter_index_links_point_at_pages():
     text = book.chapter_index("# Chapter\n\nSee [intro](mlp.ipynb).\n\n```{toctree}\nmlp\n```\n", ["mlp"])
     assert "[intro](mlp.md)" in text and text.endswith("```{toctree}\nmlp\n```\n")

@@ -19,7 +19,7 @@ from d2l_tools.envs import REPO
 
 PDF_DIR = REPO / "build" / "pdf"
 SCREENSHOTS = REPO / "build" / "screenshots"
-HIDDEN_TAGS = {"remove-cell", "remove-input"}
+HIDDEN_TAGS = {"remove-cell", "remove-input", "hide-input"}  # a PDF has no "Show code" dropdown to open
 
 
 def import_line(framework):

@@ -235,7 +235,8 @@ class Converter:
         tags = set(cell.metadata.get("tags", []))
         blocks = []
         source = self._display_source(cell)
-        if source and "remove-input" not in tags:
+        # A PDF cannot open a "Show code" dropdown: there a hidden input is left out, like a removed one.
+        if source and "remove-input" not in tags and not (self.printed and "hide-input" in tags):
             code = code_block(source, "ipython3")
             if "hide-input" in tags:
                 code = directive("dropdown", "Show code", body=code)
