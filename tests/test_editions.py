@@ -32,6 +32,11 @@ def test_a_sentence_inside_a_paragraph_goes_with_its_space():
     assert strip_tabbed_only(text) == "Every cell runs. We train."
 
 
+def test_a_sentence_that_opens_a_paragraph_leaves_no_blank_at_its_start():
+    text = "Intro.\n\n<!-- tabbed-only -->Each kernel runs its cells.<!-- /tabbed-only --> We fix the seeds."
+    assert strip_tabbed_only(text) == "Intro.\n\nWe fix the seeds."
+
+
 def test_a_whole_paragraph_goes_without_leaving_a_gap():
     text = "First.\n\n<!-- tabbed-only -->\nPick a kernel:\nthe tabs follow it.\n<!-- /tabbed-only -->\n\nLast."
     assert strip_tabbed_only(text) == "First.\n\nLast."

@@ -42,7 +42,11 @@ INSTALL_CELL_ID = "d2l-install"
 GENERIC_KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
 LOAD_TAB_EXTENSION = re.compile(r"^[ \t]*%load_ext[ \t]+d2l_shim\.tab[ \t]*(?:\n|$)", re.MULTILINE)
 # The horizontal space before a span goes with it, so "A. <span>B.</span> C." reads "A. C.".
-TABBED_ONLY = re.compile(r"[ \t]*<!-- tabbed-only -->.*?<!-- /tabbed-only -->", re.DOTALL)
+# A span takes the blanks before it with it, and at the start of a line those after it too.
+TABBED_ONLY = re.compile(
+    r"^<!-- tabbed-only -->.*?<!-- /tabbed-only -->[ \t]*|[ \t]*<!-- tabbed-only -->.*?<!-- /tabbed-only -->",
+    re.DOTALL | re.MULTILINE,
+)
 TABBED_ONLY_MARKER = re.compile(r"<!--\s*/?\s*tabbed-only\s*-->")
 REPOSITORY_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}")
 # MXNet 1.9.1 needs numpy<1.24, which has no wheels past Python 3.11.
