@@ -149,28 +149,18 @@ def board_panels(labels):
     return panels
 
 
-def draw_board(
-    fig,
-    lines,
-    xlabel=None,
-    ylabel=None,
-    xlim=None,
-    ylim=None,
-    xscale="linear",
-    yscale="linear",
-    ls=("-", "--", "-.", ":"),
-    colors=("C0", "C1", "C2", "C3"),
-    panel_size=DEFAULT_FIGSIZE,
-):
-    """Draw a progress board's curves, ``{label: (xs, ys)}``, on ``fig``: one panel per metric.
+def draw_board(fig, board):
+    """Draw a progress board's curves (``board.lines``: ``{label: (xs, ys)}``) on ``fig``, one
+    panel per metric, in the board's settings (labels, limits, scales, styles, ``figsize``).
 
-    Each panel is ``panel_size`` inches, side by side. A role keeps its line style and color in
-    every panel (training solid, validation dashed). ``ylabel`` names the panel of unlabelled
+    Each panel is ``board.figsize`` inches, side by side. A role keeps its line style and color in
+    every panel (training solid, validation dashed). ``board.ylabel`` names the panel of unlabelled
     curves; a metric's panel is named after the metric. Returns the list of Axes.
     """
+    lines, ls, colors = board.lines, board.ls, board.colors
     fig.clear()
     panels = board_panels(lines)
-    fig.set_size_inches(panel_size[0] * max(len(panels), 1), panel_size[1])
+    fig.set_size_inches(board.figsize[0] * max(len(panels), 1), board.figsize[1])
     axes_list = list(fig.subplots(1, max(len(panels), 1), squeeze=False)[0])
     for axes, (metric, labels) in zip(axes_list, panels.items()):
         handles, names = [], []
@@ -181,14 +171,14 @@ def draw_board(
             point = {"marker": "o", "markersize": 3} if len(xs) == 1 else {}  # a 1-point line is invisible
             handles += axes.plot(xs, ys, linestyle=ls[k % len(ls)], color=colors[k % len(colors)], label=label, **point)
             names.append(BOARD_ROLES[role] if role else label)
-        axes.set_xlabel(xlabel)
-        axes.set_ylabel(BOARD_METRICS.get(metric, metric) if metric else ylabel)
-        axes.set_xscale(xscale)
-        axes.set_yscale(yscale)
-        if xlim:
-            axes.set_xlim(xlim)
-        if ylim:
-            axes.set_ylim(ylim)
+        axes.set_xlabel(board.xlabel)
+        axes.set_ylabel(BOARD_METRICS.get(metric, metric) if metric else board.ylabel)
+        axes.set_xscale(board.xscale)
+        axes.set_yscale(board.yscale)
+        if board.xlim:
+            axes.set_xlim(board.xlim)
+        if board.ylim:
+            axes.set_ylim(board.ylim)
         axes.grid(True)
         axes.legend(handles, names)
     return axes_list

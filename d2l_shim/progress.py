@@ -105,19 +105,7 @@ class ProgressBoard(HyperParameters):
     def _render(self, final=False):
         fig = self._figure()
         # One panel per metric (loss, accuracy), each of the board's figsize; see plotting.draw_board.
-        self.axes = draw_board(
-            fig,
-            self.lines,
-            xlabel=self.xlabel,
-            ylabel=self.ylabel,
-            xlim=self.xlim,
-            ylim=self.ylim,
-            xscale=self.xscale,
-            yscale=self.yscale,
-            ls=self.ls,
-            colors=self.colors,
-            panel_size=self.figsize,
-        )[0]
+        self.axes = draw_board(fig, self)[0]
         fig.tight_layout()
         self._last_render = time.monotonic()
         self.redraws += 1

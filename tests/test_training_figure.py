@@ -10,6 +10,14 @@ import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from d2l_shim import plotting  # noqa: E402
+from d2l_shim.progress import ProgressBoard  # noqa: E402
+
+
+def board(lines, **settings):
+    """A board holding ``lines``, as one is after training, with the given settings."""
+    made = ProgressBoard(display=False, **settings)
+    made.lines = lines
+    return made
 
 
 def classifier_lines():
@@ -33,7 +41,7 @@ def test_labels_are_grouped_by_metric_and_others_share_one_panel():
 def test_loss_and_accuracy_get_a_labelled_panel_each():
     lines = classifier_lines()
     fig = Figure()
-    axes = plotting.draw_board(fig, lines, xlabel="epoch", xlim=[0, 3], panel_size=(3.5, 2.5))
+    axes = plotting.draw_board(fig, board(lines, xlabel="epoch", xlim=[0, 3], figsize=(3.5, 2.5)))
     assert len(axes) == 2 and fig.axes == axes
     assert [ax.get_ylabel() for ax in axes] == ["loss", "accuracy"]
     assert [ax.get_xlabel() for ax in axes] == ["epoch", "epoch"]
@@ -53,9 +61,9 @@ def test_loss_and_accuracy_get_a_labelled_panel_each():
 
 def test_a_redraw_replaces_the_panels():
     fig = Figure()
-    plotting.draw_board(fig, {"train_loss": ([0.5], [2.0])})
+    plotting.draw_board(fig, board({"train_loss": ([0.5], [2.0])}))
     assert len(fig.axes) == 1 and fig.axes[0].lines[0].get_marker() == "o"  # one point: a marker
-    plotting.draw_board(fig, classifier_lines())
+    plotting.draw_board(fig, board(classifier_lines()))
     assert len(fig.axes) == 2 and [len(ax.lines) for ax in fig.axes] == [2, 1]
 
 
@@ -63,7 +71,7 @@ def test_curves_without_a_role_share_one_panel_named_by_ylabel():
     fig = Figure()
     x = np.linspace(0, 6, 20)
     (axes,) = plotting.draw_board(
-        fig, {"sin": (x, np.sin(x)), "cos": (x, np.cos(x))}, xlabel="x", ylabel="y", panel_size=(3.5, 2.5)
+        fig, board({"sin": (x, np.sin(x)), "cos": (x, np.cos(x))}, xlabel="x", ylabel="y", figsize=(3.5, 2.5))
     )
     assert axes.get_ylabel() == "y" and [t.get_text() for t in axes.get_legend().get_texts()] == ["sin", "cos"]
     assert tuple(fig.get_size_inches()) == (3.5, 2.5)
