@@ -24,16 +24,8 @@ FIXTURE = Path(__file__).resolve().parent / "fixtures" / "notebooks" / "tabbed.i
 REPO = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture
-def chapter(tmp_path, monkeypatch):
-    folder = tmp_path / "chapter_x"
-    folder.mkdir()
-    for name in ("one", "two"):
-        shutil.copy(FIXTURE, folder / f"{name}.ipynb")
-    (folder / "index.md").write_text("# Chapter\n\n```{toctree}\none\ntwo\n```\n")
-    requirements = tmp_path / "requirements"
-    shutil.copytree(REPO / "requirements", requirements)
-    monkeypatch.setattr(envs, "REQUIREMENTS", requirements)  # lock files we may edit
+def stand_in_kernels(monkeypatch):
+    """Replace the kernel runs by a stand-in; returns the list of (notebook, framework) it ran."""
     ran = []
 
     async def stand_in_run(path, nb, framework, timeout, slots):
@@ -46,7 +38,20 @@ def chapter(tmp_path, monkeypatch):
 
     monkeypatch.setattr(tool, "_run_under", stand_in_run)
     monkeypatch.setattr(tool, "require_kernels", lambda frameworks: None)
-    return folder, ran
+    return ran
+
+
+@pytest.fixture
+def chapter(tmp_path, monkeypatch):
+    folder = tmp_path / "chapter_x"
+    folder.mkdir()
+    for name in ("one", "two"):
+        shutil.copy(FIXTURE, folder / f"{name}.ipynb")
+    (folder / "index.md").write_text("# Chapter\n\n```{toctree}\none\ntwo\n```\n")
+    requirements = tmp_path / "requirements"
+    shutil.copytree(REPO / "requirements", requirements)
+    monkeypatch.setattr(envs, "REQUIREMENTS", requirements)  # lock files we may edit
+    return folder, stand_in_kernels(monkeypatch)
 
 
 def execute(folder, ran, force=False):
@@ -142,19 +147,7 @@ def fresh_clone(tmp_path, monkeypatch):
         nb = nbformat.read(str(path), as_version=4)
         nb.metadata.setdefault("d2l", {})["execution_keys"] = {fw: tool.execution_key(nb, fw) for fw in FRAMEWORKS}
         nbformat.write(nb, str(path))
-    ran = []
-
-    async def stand_in_run(path, nb, framework, timeout, slots):
-        ran.append((path.stem, framework))
-        run = copy.deepcopy(nb)
-        for cell in run.cells:
-            if cell.cell_type == "code" and framework not in cells.cell_tab(cell).frameworks:
-                cell.outputs = []
-        return run
-
-    monkeypatch.setattr(tool, "_run_under", stand_in_run)
-    monkeypatch.setattr(tool, "require_kernels", lambda frameworks: None)
-    return folder, tmp_path / "data", ran
+    return folder, tmp_path / "data", stand_in_kernels(monkeypatch)
 
 
 def test_a_refetch_of_the_same_data_runs_nothing(fresh_clone, capsys):

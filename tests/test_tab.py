@@ -7,15 +7,13 @@ that repeats the message inside the generated ``raise`` line.
 
 import builtins
 import os
-import re
 
 import pytest
 from jupyter_client.manager import start_new_kernel
 
 from d2l_shim import FRAMEWORK_INFO, FRAMEWORKS, tab
 from d2l_tools.kernels import display_name
-
-ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+from d2l_tools.text import strip_ansi
 
 
 def test_error_classes_do_not_shadow_python_names():
@@ -62,7 +60,7 @@ def generic_kernel():
 
 def shown_lines(error):
     """The lines Jupyter renders for an error output: its traceback, colours removed."""
-    return [line for entry in error["traceback"] for line in ANSI.sub("", entry).splitlines()]
+    return [line for entry in error["traceback"] for line in strip_ansi(entry).splitlines()]
 
 
 def test_wrong_kernel_fails_the_tab_cell_with_one_clear_line(generic_kernel):
@@ -118,7 +116,7 @@ def shell(monkeypatch, capsys):
 def test_ipython_prints_the_message_once(shell, capsys):
     capsys.readouterr()
     result = shell.run_cell("%%tab jax\nx = 1\n")
-    out = ANSI.sub("", capsys.readouterr().out)
+    out = strip_ansi(capsys.readouterr().out)
     assert isinstance(result.error_in_exec, tab.NoFrameworkError)
     assert out.count("no framework selected") == 1, out
     assert "raise __import__" not in out
